@@ -1,0 +1,3 @@
+"""accelc — an ahead-of-time acceleration compiler for PyTorch models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Model capture, the pass manager, verification, analyses and artifacts."""

@@ -1,0 +1,6 @@
+"""Graph analyses: shape propagation, cost model, channel dependency graph."""
+
+from accelc.compiler.analysis.cost import GraphCost, NodeCost, graph_cost
+from accelc.compiler.analysis.shapes import propagate_shapes, output_meta
+
+__all__ = ["GraphCost", "NodeCost", "graph_cost", "propagate_shapes", "output_meta"]
