@@ -119,7 +119,7 @@ _ELEMENTWISE = {
     torch.add, torch.sub, torch.mul, torch.div, operator.add, operator.sub, operator.mul,
     operator.truediv, torch.clamp, F.dropout, torch.neg, torch.exp,
 }
-_POOL = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d, torch.avg_pool2d}
+_POOL = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
 _SOFTMAX = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
 _REDUCE = {F.adaptive_avg_pool2d, torch.mean, torch.sum, F.adaptive_max_pool2d}
 

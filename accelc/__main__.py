@@ -1,0 +1,5 @@
+import sys
+
+from accelc.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``accelc`` command line."""

@@ -1,0 +1,3 @@
+"""Imports the built-in targets so that each registers itself."""
+
+from accelc.targets import cpu, cuda  # noqa: F401

@@ -1,0 +1,1 @@
+"""Shared TVM Relax machinery for the cpu and cuda targets: import, build, run, support."""
