@@ -366,6 +366,23 @@ def _canonicalize_method(node: fx.Node, values: dict) -> None:
         _replace(node, fn, tuple(args), dict(node.kwargs))
 
 
+# Python signatures of the functional layers (their torch schemas are ambiguous to normalize).
+_FUNCTIONAL_SIGNATURES = {
+    F.conv2d: ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    F.linear: ("input", "weight", "bias"),
+    F.batch_norm: ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+    F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+}
+
+
+def _layer_kwargs(gm: fx.GraphModule, node: fx.Node) -> dict | None:
+    names = _FUNCTIONAL_SIGNATURES.get(node.target)
+    if names is not None:
+        return {**dict(zip(names, node.args)), **node.kwargs}
+    norm = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
+    return dict(norm.kwargs) if norm is not None else None
+
+
 def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, taken: set[str]) -> None:
     t = node.target
     if t in _NOOP_ATEN:
@@ -375,9 +392,9 @@ def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, take
     if t in (aten.conv2d.default, aten.conv2d.padding, aten.linear.default, aten.batch_norm.default,
              aten._native_batch_norm_legit_no_training.default, aten.layer_norm.default,
              F.conv2d, F.linear, F.batch_norm, F.layer_norm):
-        norm = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
-        if norm is not None and _lift_layer(gm, node, dict(norm.kwargs), taken):
-            return
+        kw = _layer_kwargs(gm, node)
+        if kw is not None:
+            _lift_layer(gm, node, kw, taken)
         return
     if t in _ATEN:
         fn, spec = _ATEN[t]

@@ -1,0 +1,94 @@
+"""cpu target end to end with real TVM builds: artifact output equals PyTorch to 1e-4."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import accelc
+from accelc.compiler.artifact import read_manifest
+from accelc.errors import ArtifactError, DataError
+from tests.models import tiny_depthwise, tiny_lenet, tiny_resnet
+
+CASES = {
+    "lenet": (tiny_lenet, (1, 1, 28, 28)),
+    "resnet": (tiny_resnet, (2, 1, 16, 16)),
+    "depthwise": (tiny_depthwise, (1, 3, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_artifact_matches_pytorch(name, tmp_path):
+    factory, shape = CASES[name]
+    model = factory()
+    x = torch.randn(shape)
+    compiled = accelc.compile(model, (x,), target="cpu", output=tmp_path / name)
+    for seed in range(3):
+        xi = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(compiled(xi), model(xi), rtol=1e-4, atol=1e-4)
+    report = compiled.report
+    assert report["artifact_check"]["vs_original"]["max_abs_err"] < 1e-4
+    assert report["pipeline"] == "fuse" and report["passes"][0]["name"] == "fuse"
+    # save → load → run, with numpy in and out
+    saved = compiled.save(tmp_path / f"{name}-copy")
+    reloaded = accelc.load(saved)
+    out = reloaded(x.numpy())
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_manifest_contents_and_hashes(tmp_path):
+    x = torch.randn(1, 1, 28, 28)
+    accelc.compile(tiny_lenet(), (x,), output=tmp_path / "a")
+    m = read_manifest(tmp_path / "a")
+    assert m["format_version"] == 1 and m["target"] == "cpu" and m["pipeline"] == "fuse"
+    assert m["inputs"] == [{"name": "x", "shape": [1, 1, 28, 28], "dtype": "float32"}]
+    assert m["outputs"] == [{"name": "output", "shape": [1, 10], "dtype": "float32"}]
+    assert set(m["files"]) == {"lib.so", "params.safetensors"}
+    assert {"accelc", "torch", "tvm"} <= set(m["tools"])
+    # tampering is detected
+    p = tmp_path / "a" / "params.safetensors"
+    p.write_bytes(p.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(ArtifactError, match="sha256"):
+        accelc.load(tmp_path / "a")
+
+
+def test_deterministic_builds(tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    for d in ("one", "two"):
+        accelc.compile(tiny_depthwise(), (x,), output=tmp_path / d, reproducible=True)
+    files = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert files == ["lib.so", "manifest.json", "params.safetensors", "report.json"]
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+
+
+def test_failed_compile_leaves_nothing_half_written(tmp_path):
+    x = torch.randn(1, 1, 28, 28)
+    accelc.compile(tiny_lenet(), (x,), output=tmp_path / "a")
+    before = (tmp_path / "a" / "manifest.json").read_bytes()
+    with pytest.raises(accelc.AccelcError):
+        accelc.compile(tiny_lenet(), (x,), output=tmp_path / "a", pipeline="fuse,nope")
+    with pytest.raises(accelc.AccelcError):
+        accelc.compile(tiny_lenet(), (x,), output=tmp_path / "a", eval=tmp_path / "missing.npz")
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # no temporary directories left behind
+
+
+def test_wrong_input_shape_is_a_clear_error(tmp_path):
+    compiled = accelc.compile(tiny_lenet(), (torch.randn(1, 1, 28, 28),), output=tmp_path / "a")
+    with pytest.raises(DataError, match=r"compiled for \(1, 1, 28, 28\)"):
+        compiled(torch.randn(2, 1, 28, 28))
+
+
+def test_eval_accuracy_reported(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 1, 28, 28, generator=g).numpy()
+    model = tiny_lenet()
+    labels = model(torch.from_numpy(x)).argmax(-1).numpy()  # the model is 100% right on its own labels
+    np.savez(tmp_path / "eval.npz", inputs=x, labels=labels)
+    compiled = accelc.compile(model, (torch.randn(1, 1, 28, 28),), output=tmp_path / "a", eval=tmp_path / "eval.npz")
+    acc = compiled.report["accuracy"]
+    assert acc["samples"] == 20 and acc["original"] == 1.0 and acc["artifact"] == 1.0
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["accuracy"] == acc
