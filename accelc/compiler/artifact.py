@@ -81,7 +81,7 @@ def write_artifact(out_dir: str | Path, fill: Callable[[Path], dict], report: Ca
     ``report`` (dict or callable, evaluated after ``fill``) becomes report.json. Returns the
     manifest.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()
     if out.exists() and not (out.is_dir() and (_is_artifact(out) or not any(out.iterdir()))):
         raise ArtifactError(f"output directory {out} exists and is not an accelc artifact",
                             hint="choose another -o directory, or remove it first")

@@ -6,7 +6,6 @@ detached weights, ``p0000``, ``p0001``, … in the order ``main`` takes them).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -59,14 +58,12 @@ def compile_relax(mod, target, *, relax_pipeline="default"):
 
 def save_payload(executable, params: Sequence[np.ndarray], out_dir: Path) -> dict:
     """Write lib.so and params; returns the manifest's ``payload`` entry."""
-    lib = out_dir / LIBRARY
-    # g++ writes its temp paths nowhere into the .so; build in a fixed cwd for determinism
-    cwd = os.getcwd()
+    lib = (out_dir / LIBRARY).resolve()
     try:
-        os.chdir(out_dir)
         executable.export_library(str(lib))
-    finally:
-        os.chdir(cwd)
+    except Exception as e:  # the host compiler/linker failed
+        raise TargetError(f"linking {LIBRARY} failed: {str(e).strip().splitlines()[0]}",
+                          hint="check that a C++ compiler (g++) is installed; --debug shows the full command") from e
     save_tensors(out_dir / PARAMS, {f"p{i:04d}": np.asarray(p) for i, p in enumerate(params)})
     return {"library": LIBRARY, "params": PARAMS, "num_params": len(params)}
 
