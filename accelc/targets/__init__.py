@@ -1,0 +1,1 @@
+"""Compilation targets (cpu, cuda, fpga)."""
