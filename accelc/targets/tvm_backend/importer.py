@@ -34,6 +34,8 @@ def register_converter(op_name: str):
 
 
 def custom_converters() -> dict[str, Callable]:
+    import accelc.targets.tvm_backend.quantized  # noqa: F401  (registers the int8 op converters)
+
     return dict(_CONVERTERS)
 
 

@@ -1,0 +1,144 @@
+"""Relax lowering of accelc's int8 custom ops — integer programs, not dequantize→float.
+
+Each converter reproduces the reference kernel in :mod:`accelc.passes.quantize.ops` exactly:
+int32 convolution/matmul accumulation of (x − x_zp)·w, int64 requantization with
+``rshift_round`` (add 2ⁿ⁻¹, arithmetic shift; negative n shifts left), clip, cast to int8.
+Shifts and multipliers stay runtime tensors (they are weights of the artifact).
+"""
+
+from __future__ import annotations
+
+from tvm import relax
+
+from accelc.passes.quantize import ops  # noqa: F401  (the ops must exist for export)
+from accelc.targets.tvm_backend.importer import register_converter
+
+op = relax.op
+
+
+def _emit(importer, expr):
+    return importer.block_builder.emit(expr)
+
+
+def _const(value, dtype):
+    return relax.const(value, dtype)
+
+
+def _per_channel(importer, vec, ndim: int, axis: int):
+    shape = [1] * ndim
+    shape[axis] = -1
+    return _emit(importer, op.reshape(vec, shape)) if ndim > 1 else vec
+
+
+def rshift_round(importer, v, n):
+    """Relax version of arith.rshift_round for int64 ``v`` and int64 shift(s) ``n``."""
+    zero = _const(0, "int64")
+    pos = _emit(importer, op.maximum(n, zero))
+    neg = _emit(importer, op.maximum(op.negative(n), zero))
+    half = _emit(importer, op.right_shift(op.left_shift(_const(1, "int64"), pos), _const(1, "int64")))
+    r = _emit(importer, op.right_shift(op.add(v, half), pos))
+    return _emit(importer, op.left_shift(r, neg))
+
+
+def requantize(importer, acc64, mult, shift, y_zp: int, lo: int, hi: int):
+    v = _emit(importer, op.multiply(acc64, mult))
+    r = rshift_round(importer, v, shift)
+    r = _emit(importer, op.add(r, _const(y_zp, "int64")))
+    r = _emit(importer, op.clip(r, lo, hi))
+    return _emit(importer, op.astype(r, "int8"))
+
+
+def _minus_zp(importer, x, zp: int, dtype: str):
+    x = _emit(importer, op.astype(x, dtype))
+    return _emit(importer, op.subtract(x, _const(zp, dtype))) if zp else x
+
+
+@register_converter("quantize.default")
+def _quantize(node, importer):
+    x, inv_scale, zp, qmin, qmax = importer.env[node.args[0]], *node.args[1:5]
+    q = _emit(importer, op.round(op.multiply(x, _const(inv_scale, "float32"))))
+    q = _emit(importer, op.add(q, _const(float(zp), "float32")))
+    q = _emit(importer, op.clip(q, float(qmin), float(qmax)))
+    return _emit(importer, op.astype(q, "int8"))
+
+
+@register_converter("dequantize.default")
+def _dequantize(node, importer):
+    q, scale, zp = importer.env[node.args[0]], node.args[1], node.args[2]
+    v = _minus_zp(importer, q, zp, "int32")
+    return _emit(importer, op.multiply(op.astype(v, "float32"), _const(scale, "float32")))
+
+
+def _layer_requant(importer, acc32, bias, mult, shift, y_zp, lo, hi, ndim, axis):
+    acc = _emit(importer, op.add(acc32, _per_channel(importer, bias, ndim, axis)))
+    acc64 = _emit(importer, op.astype(acc, "int64"))
+    mult64 = _per_channel(importer, _emit(importer, op.astype(mult, "int64")), ndim, axis)
+    shift64 = _per_channel(importer, _emit(importer, op.astype(shift, "int64")), ndim, axis)
+    return requantize(importer, acc64, mult64, shift64, y_zp, lo, hi)
+
+
+@register_converter("qconv2d.default")
+def _qconv2d(node, importer):
+    env = importer.env
+    x, w, bias, mult, shift = (env[a] for a in node.args[:5])
+    x_zp, y_zp, lo, hi, stride, padding, groups = node.args[5:12]
+    xi = _minus_zp(importer, x, x_zp, "int32")
+    wi = _emit(importer, op.astype(w, "int32"))
+    acc = _emit(importer, op.nn.conv2d(xi, wi, strides=stride, padding=padding, groups=groups, out_dtype="int32"))
+    return _layer_requant(importer, acc, bias, mult, shift, y_zp, lo, hi, 4, 1)
+
+
+@register_converter("qlinear.default")
+def _qlinear(node, importer):
+    env = importer.env
+    x, w, bias, mult, shift = (env[a] for a in node.args[:5])
+    x_zp, y_zp, lo, hi = node.args[5:9]
+    xi = _minus_zp(importer, x, x_zp, "int32")
+    wt = _emit(importer, op.permute_dims(op.astype(w, "int32"), [1, 0]))
+    acc = _emit(importer, op.matmul(xi, wt, out_dtype="int32"))
+    ndim = len(node.meta["val"].shape)
+    return _layer_requant(importer, acc, bias, mult, shift, y_zp, lo, hi, ndim, ndim - 1)
+
+
+@register_converter("qadd.default")
+def _qadd(node, importer):
+    a, b = importer.env[node.args[0]], importer.env[node.args[1]]
+    a_zp, a_mult, b_zp, b_mult, shift, y_zp, lo, hi = node.args[2:10]
+    av = _emit(importer, op.multiply(_minus_zp(importer, a, a_zp, "int64"), _const(a_mult, "int64")))
+    bv = _emit(importer, op.multiply(_minus_zp(importer, b, b_zp, "int64"), _const(b_mult, "int64")))
+    acc = _emit(importer, op.add(av, bv))
+    return requantize(importer, acc, _const(1, "int64"), _const(shift, "int64"), y_zp, lo, hi)
+
+
+@register_converter("requantize.default")
+def _requantize(node, importer):
+    x = importer.env[node.args[0]]
+    x_zp, mult, shift, y_zp, lo, hi = node.args[1:7]
+    v = _minus_zp(importer, x, x_zp, "int64")
+    return requantize(importer, v, _const(mult, "int64"), _const(shift, "int64"), y_zp, lo, hi)
+
+
+@register_converter("qmax_pool2d.default")
+def _qmax_pool2d(node, importer):
+    x = importer.env[node.args[0]]
+    kernel, stride, padding, ceil_mode = node.args[1:5]
+    xi = _emit(importer, op.astype(x, "int32"))
+    y = _emit(importer, op.nn.max_pool2d(xi, pool_size=kernel, strides=stride, padding=padding, ceil_mode=ceil_mode))
+    return _emit(importer, op.astype(y, "int8"))
+
+
+@register_converter("qavg_pool2d.default")
+def _qavg_pool2d(node, importer):
+    x = importer.env[node.args[0]]
+    (kh, kw), zp = node.args[1], node.args[2]
+    n_, c, h, w = node.args[0].meta["val"].shape
+    v = _minus_zp(importer, x, zp, "int64")
+    if h % kh or w % kw:
+        v = _emit(importer, op.strided_slice(v, axes=[2, 3], begin=[0, 0], end=[h - h % kh, w - w % kw]))
+    v = _emit(importer, op.reshape(v, [n_, c, h // kh, kh, w // kw, kw]))
+    s = _emit(importer, op.sum(v, axis=[3, 5]))
+    count = kh * kw
+    q = _emit(importer, op.floor_divide(op.add(op.multiply(s, _const(2, "int64")), _const(count, "int64")),
+                                        _const(2 * count, "int64")))
+    q = _emit(importer, op.clip(op.add(q, _const(zp, "int64")), -128, 127))
+    return _emit(importer, op.astype(q, "int8"))
