@@ -222,7 +222,7 @@ def _outputs_match(a, b) -> bool:
     fb, _ = torch.utils._pytree.tree_flatten(b)
     return len(fa) == len(fb) and all(
         isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
-        and torch.allclose(x.float(), y.float(), rtol=1e-4, atol=1e-5) for x, y in zip(fa, fb))
+        and torch.allclose(x.float(), y.float(), rtol=1e-4, atol=1e-5, equal_nan=True) for x, y in zip(fa, fb))
 
 
 def from_exported(ep: torch.export.ExportedProgram) -> fx.GraphModule:
