@@ -186,7 +186,7 @@ class Worker:
         config, topo = self.config, self.topo
         log = _Log(config, topo.rank == 0)
         log.start(self)
-        busy0, wall = self.stage.busy_seconds, 0.0
+        busy0, wall, saved_at = self.stage.busy_seconds, 0.0, None
         for step in range(self.start_step, self.total_steps):
             idx = batch_indices(len(self.data), config.batch_size, step, config.seed)
             x, y = replica_batch(self.data, idx, topo.replica, topo.dp)
@@ -201,7 +201,8 @@ class Worker:
             log.step(step + 1, self.total_steps, loss, seconds)
             if config.checkpoint and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 self.save(step + 1)
-        if config.checkpoint:
+                saved_at = step + 1
+        if config.checkpoint and saved_at != self.total_steps:
             self.save(self.total_steps)
         log.finish(self._timing(self.stage.busy_seconds - busy0, wall))
 
