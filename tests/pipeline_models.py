@@ -120,3 +120,4 @@ class BatchNormNet(nn.Module):
 
 def batchnorm_net() -> nn.Module:
     return BatchNormNet()
+

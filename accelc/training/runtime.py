@@ -309,9 +309,14 @@ def run_distributed(worker: Worker) -> None:
         phase = "training"
         worker.train()
         dist.barrier()
-    except (RuntimeError, dist.DistError) as e:
+    except AccelcError:
+        raise
+    except Exception as e:  # noqa: BLE001 — every failure becomes a message naming the rank and phase
         if not _comm_failure(e):
-            raise
+            cause = e.__cause__ if e.__cause__ is not None else e  # the schedule wraps the model's own error
+            raise TrainingError(f"rank {topo.rank} (stage {topo.stage} of replica {topo.replica}) failed during "
+                                f"{phase}: {type(cause).__name__}: {_first_sentence(cause)}",
+                                hint="check the model, --loss and the labels; --debug shows the traceback") from e
         raise TrainingError(f"rank {topo.rank} (stage {topo.stage} of replica {topo.replica}) lost contact with "
                             f"its peers during {phase}: {_first_sentence(e)}",
                             hint="another worker failed or was killed (see its message), or a peer did not answer "

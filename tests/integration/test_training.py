@@ -22,6 +22,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 import pipeline_models  # noqa: E402
+from pipeline_fixtures import one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
 from accelc.training.data import batch_indices  # noqa: E402
 

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pipeline_models  # noqa: E402
+from pipeline_fixtures import one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
 from accelc.errors import TrainingError, UnsupportedError  # noqa: E402
 from accelc.training import checkpoint as ckpt  # noqa: E402
