@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.node import map_aggregate
 
+from accelc.compiler.analysis.shapes import evaluation_mode
+
 aten = torch.ops.aten
 
 # --------------------------------------------------------------------------- tables
@@ -307,14 +309,24 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+def fold_static_values(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+    """Replace Python-level shape arithmetic in ``gm`` by its value for the example input shapes
+    (in place), and return every node's value on the examples, by node name.
+
+    The graph runs once in eval mode without gradients (no batch-norm statistics or other
+    state change); train/eval modes and the RNG state are restored afterwards.
+    """
+    rec = _Recorder(gm)
+    with evaluation_mode(gm), torch.no_grad():
+        rec.run(*example_inputs)
+    _fold_constants(gm, rec.values)
+    return rec.values
+
+
 def canonicalize(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> fx.GraphModule:
     """Rewrite ``gm`` in place into canonical form (see module docstring) and return it."""
     gm.eval()
-    rec = _Recorder(gm)
-    with torch.no_grad():
-        rec.run(*example_inputs)
-    _fold_constants(gm, rec.values)
-    values = rec.values
+    values = fold_static_values(gm, example_inputs)
     # plain nn.Module objects are torch.export's holders of lifted parameters: their names are free
     taken = {name for name, m in gm.named_modules() if type(m) is not nn.Module}
 

@@ -1,6 +1,6 @@
 """One module per subcommand: each has NAME, add_parser(subparsers) and run(args)."""
 
-from accelc.cli.commands import compile_cmd, inspect_cmd, list_cmd, run_cmd
+from accelc.cli.commands import compile_cmd, inspect_cmd, list_cmd, partition_cmd, run_cmd, train_cmd
 
-ALL = [compile_cmd, run_cmd, inspect_cmd, list_cmd]
+ALL = [compile_cmd, run_cmd, inspect_cmd, list_cmd, partition_cmd, train_cmd]
 BY_NAME = {m.NAME: m for m in ALL}

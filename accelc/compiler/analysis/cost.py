@@ -114,6 +114,12 @@ def _bn_cost(m, in_shapes, out_shape):
     return 0, 2 * _numel(out_shape)
 
 
+@register_module_cost(nn.LayerNorm, nn.GroupNorm)
+def _norm_cost(m, in_shapes, out_shape):
+    # mean, variance, normalise, scale and shift: about five FLOPs per element
+    return 0, 5 * _numel(out_shape)
+
+
 _ELEMENTWISE = {
     torch.relu, F.relu, F.relu6, F.hardtanh, torch.sigmoid, torch.tanh, F.gelu, F.silu,
     torch.add, torch.sub, torch.mul, torch.div, operator.add, operator.sub, operator.mul,
@@ -122,6 +128,7 @@ _ELEMENTWISE = {
 _POOL = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
 _SOFTMAX = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
 _REDUCE = {F.adaptive_avg_pool2d, torch.mean, torch.sum, F.adaptive_max_pool2d}
+_MATMUL = {torch.matmul, torch.bmm, torch.mm, operator.matmul}
 
 
 def _function_cost(node: fx.Node, out_shape) -> tuple[int, int]:
@@ -137,6 +144,16 @@ def _function_cost(node: fx.Node, out_shape) -> tuple[int, int]:
         return 0, 5 * n_out
     if t in _REDUCE:
         return 0, _numel(shape_of(node.args[0]))
+    if t in _MATMUL:  # (…, M, K) @ (…, K, N): one MAC per output element per K
+        a = shape_of(node.args[0])
+        macs = n_out * (a[-1] if a else 0)
+        return macs, 2 * macs
+    if t is F.scaled_dot_product_attention:  # q (…, L, E) · kᵀ (…, E, S), then · v (…, S, Ev)
+        q, k, v = (shape_of(a) for a in node.args[:3])
+        if q is None or k is None or v is None:
+            return 0, 0
+        macs = _numel(q[:-1]) * k[-2] * (q[-1] + v[-1])
+        return macs, 2 * macs + 5 * _numel(q[:-1]) * k[-2]
     return 0, 0
 
 

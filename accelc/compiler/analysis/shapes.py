@@ -1,18 +1,39 @@
 """Shape propagation: run the graph once on example inputs and record each node's output
-shape and dtype in ``node.meta["tensor_meta"]`` (torch.fx's ShapeProp convention)."""
+shape and dtype in ``node.meta["tensor_meta"]`` (torch.fx's ShapeProp convention).
+
+Propagation changes nothing but the metadata: the graph runs in eval mode (batch-norm
+statistics stay put) with the global RNG state saved and restored.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 
-def propagate_shapes(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> fx.GraphModule:
-    """Annotate every node of ``gm`` with ``meta["tensor_meta"]``; returns ``gm``."""
-    with torch.no_grad():
+@contextlib.contextmanager
+def evaluation_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Every submodule in eval mode, and the RNG state untouched, for the duration; each
+    submodule's own train/eval flag is restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.random.fork_rng():
+            yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def propagate_shapes(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor], *,
+                     grad: bool = False) -> fx.GraphModule:
+    """Annotate every node of ``gm`` with ``meta["tensor_meta"]``; returns ``gm``. With
+    ``grad``, autograd is on, so ``requires_grad`` in the metadata is what training sees."""
+    with evaluation_mode(gm), torch.set_grad_enabled(grad):
         ShapeProp(gm).propagate(*example_inputs)
     return gm
 
