@@ -179,13 +179,18 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
             r.seconds = 0.0
     inputs, outputs = _io_specs(gm, examples)
 
+    # what `accelc export DIR` replays; only paths as the user gave them (no timestamps, no cwd)
+    recipe = {"model": str(model) if isinstance(model, (str, Path)) else None, "entry": entry,
+              "weights": str(weights) if weights is not None else None, "trust_pickle": trust_pickle,
+              "input_shapes": [str(s) for s in input_shapes] if input_shapes else None,
+              "calib": str(calib) if calib is not None else None, "seed": seed}
     temporary = output is None
     out_dir = Path(tempfile.mkdtemp(prefix="accelc-")) / "artifact" if temporary else Path(output)
     state: dict[str, Any] = {}
 
     def fill(tmp: Path) -> dict:
         fields = {"target": target, "target_options": tgt.options_dict(), "pipeline": str(pipe),
-                  "source": loaded.source, "inputs": inputs, "outputs": outputs}
+                  "source": loaded.source, "inputs": inputs, "outputs": outputs, "recipe": recipe}
         fields.update(tgt.lower(gm, ctx, tmp))
         state["fields"] = fields
         state["tmp"] = tmp

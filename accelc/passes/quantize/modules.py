@@ -146,9 +146,9 @@ class QMaxPool2d(nn.Module):
 class QAvgPool2d(nn.Module):
     """Average over non-overlapping windows (also global/adaptive pooling with divisible sizes)."""
 
-    def __init__(self, kernel, zero_point: int):
+    def __init__(self, kernel, qp: QParams):
         super().__init__()
-        self.kernel, self.zero_point = tuple(kernel), zero_point
+        self.kernel, self.scale, self.zero_point = tuple(kernel), qp.scale, qp.zero_point
 
     def forward(self, x):
         return accelc_ops.qavg_pool2d(x, list(self.kernel), self.zero_point)

@@ -195,7 +195,7 @@ class Rewriter:
             p = (p, p) if isinstance(p, int) else tuple(p)
             new = self._call(node.name, QMaxPool2d(k, s, p, bool(kw.get("ceil_mode", False))), xi)
         elif kind == "avgpool":
-            new = self._call(node.name, QAvgPool2d(_avgpool_kernel(node), qp.zero_point), xi)
+            new = self._call(node.name, QAvgPool2d(_avgpool_kernel(node), qp), xi)
         else:  # pass: flatten / reshape on int8
             args = (xi,) + tuple(node.args[1:])
             new = self.graph.call_function(node.target, args, dict(node.kwargs))

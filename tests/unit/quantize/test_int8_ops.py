@@ -122,8 +122,8 @@ class OpZoo(nn.Module):
         self.requant = Requantize(QParams(0.05), QParams(0.2), *((1, 2) if pow2 else (1_717_986_918, 33)), -20, 100)
         self.requant_left = Requantize(QParams(0.05), QParams(0.025), 1, -1, -128, 127)
         self.maxpool = QMaxPool2d((3, 3), (2, 2), (1, 1))
-        self.avgpool = QAvgPool2d((2, 2), 0)
-        self.gap = QAvgPool2d((7, 7), 0)
+        self.avgpool = QAvgPool2d((2, 2), QParams(0.05))
+        self.gap = QAvgPool2d((7, 7), QParams(0.05))
         self.dq = Dequantize(QParams(0.1))
         self.dq_asym = Dequantize(QParams(0.1, 12))
 

@@ -1,0 +1,1 @@
+"""Exporting accelc graphs to other runtimes (ONNX QDQ)."""

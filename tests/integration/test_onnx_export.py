@@ -1,0 +1,38 @@
+"""ONNX QDQ export: onnx.checker passes, ONNX Runtime runs it, agreement with the reference."""
+
+import json
+
+import onnx
+import pytest
+
+from tests.conftest import ROOT
+
+ENTRY = ["--entry", "examples/models.py:resnet_tiny", "--weights", "examples/weights/resnet_tiny.pt",
+         "--input-shape", "1x1x28x28", "--calib", "digits"]
+
+
+@pytest.mark.parametrize("scheme, verdict", [("fixed", "exact"), ("pow2", "within 1 LSB")])
+def test_export_model_agreement(cli, tmp_path, scheme, verdict):
+    out = tmp_path / "m.onnx"
+    cli("export", *ENTRY, "--pipeline", f"fuse,quantize(scheme={scheme},sensitivity=false)", "-o", out,
+        "--samples", "16", cwd=ROOT, check=0)
+    model = onnx.load(out)
+    onnx.checker.check_model(model)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "Gemm"} <= ops
+    report = json.loads((tmp_path / "m.onnx.report.json").read_text())["agreement"]
+    assert report["verdict"] == verdict
+    assert report["end_to_end"]["final_outputs"]["top1_agreement"] == 1.0
+    assert all(r["max_lsb"] <= 1 for r in report["per_layer"].values())
+    if verdict != "exact":
+        assert "rounds half to even" in report["why"]
+
+
+def test_export_from_artifact_replays_recipe(cli, tmp_path):
+    art = tmp_path / "art"
+    cli("compile", *ENTRY, "--pipeline", "fuse,quantize(sensitivity=false)", "-o", art, "-q", cwd=ROOT, check=0)
+    cli("export", art, "-o", tmp_path / "a.onnx", "--samples", "8", cwd=ROOT, check=0)
+    result = json.loads((tmp_path / "a.onnx.report.json").read_text())
+    assert result["artifact_match"]["max_abs_err"] == 0.0 and result["agreement"]["verdict"] == "exact"
+    proc = cli("export", art, "--pipeline", "fuse", "-o", tmp_path / "b.onnx", cwd=ROOT)
+    assert proc.returncode == 2 and "replays its recorded recipe" in proc.stderr
