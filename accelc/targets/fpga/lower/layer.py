@@ -19,7 +19,6 @@ import numpy as np
 
 from accelc.errors import TargetError
 from accelc.targets.fpga.config import VTAConfig
-from accelc.targets.fpga.isa import MemId
 from accelc.targets.fpga.lower import reference
 from accelc.targets.fpga.lower.layout import activation_view, ceil_div
 
@@ -253,7 +252,12 @@ def unsupported_reason(layer: AccelLayer, config: VTAConfig) -> str | None:
                     f"{MAX_RESIDUAL_WEIGHT_SHIFT}, the largest power of two in an int8 weight)")
         if r.t_shift > 31 or abs(r.out_shift) > 31:
             return "the residual add's shifts exceed the ALU's -31..31 shift range"
-    taps = g.taps * (1 if g.depthwise else 1)
-    if taps > config.depth(MemId.WGT) - 2:
-        return f"a {g.kh}x{g.kw} kernel needs more weight blocks than the WGT buffer holds"
+    from accelc.targets.fpga.lower.epilogue import Epilogue  # (they build on this module)
+    from accelc.targets.fpga.lower.tiling import Tiling, plan_sram
+
+    smallest = Tiling(1, 1, 1, 1, threads=1)
+    if plan_sram(g, Epilogue.of(layer, config), smallest, config, r is not None) is None:
+        return (f"even a 1x1-position, one-channel-block tile of this {g.kh}x{g.kw} "
+                f"{'depthwise ' if g.depthwise else ''}layer does not fit the INP/WGT/ACC buffers "
+                f"of config {config.name}")
     return None

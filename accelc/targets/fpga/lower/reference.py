@@ -64,7 +64,7 @@ def conv_accumulate(x: np.ndarray, w: np.ndarray, bias=None, *, stride=1, paddin
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    if groups not in (1, c) or cg * groups != c or (groups == c and o != c):
+    if groups not in (1, c) or cg * groups != c or (groups > 1 and o != c):
         raise ValueError(f"groups={groups} with input channels {c} and weight {w.shape} is not "
                          "supported (groups must be 1 or C with one output per channel)")
     if c * kh * kw * 128 * 128 >= 1 << 53:

@@ -18,6 +18,7 @@ Candidates whose micro-ops do not fit the UOP buffer are rejected by ``evaluate`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Callable, Iterator
 
 from accelc.errors import UnsupportedError
@@ -72,6 +73,12 @@ class Estimate:
         return sum(self.bytes.values())
 
 
+@lru_cache(maxsize=64)
+def _buffers(config: VTAConfig) -> dict:
+    """Element bytes and depths of every memory (hot in the search)."""
+    return {"bytes": {m: config.elem_bytes(m) for m in MemId}, "depth": {m: config.depth(m) for m in MemId}}
+
+
 def tile_input_dims(g: ConvGeometry, th: int, tw: int) -> tuple[int, int]:
     """Rows and columns of the (padded) input block a ``th × tw`` output tile reads."""
     return (th - 1) * g.sh + g.kh, (tw - 1) * g.sw + g.kw
@@ -102,7 +109,8 @@ def plan_sram(g: ConvGeometry, epilogue: Epilogue, t: Tiling, config: VTAConfig,
     wgt_chunk, (wgt_end,) = layout(len(epilogue.wgt_blocks), (wgt, halves(t.threads, counts["wgt"])))
     acc_tile, (acc_end,) = layout(len(epilogue.acc_rows), (acc, halves(t.threads, counts["acc"])))
     usage = {"INP": inp_end, "WGT": wgt_end, "ACC": acc_end}
-    if any(usage[m.name] > config.depth(m) for m in (MemId.INP, MemId.WGT, MemId.ACC)):
+    depth = _buffers(config)["depth"]
+    if inp_end > depth[MemId.INP] or wgt_end > depth[MemId.WGT] or acc_end > depth[MemId.ACC]:
         return None
     return SramPlan(inp_ones=0, inp_chunk=inp_chunk, inp_res=inp_res, wgt_const=wgt_const,
                     wgt_chunk=wgt_chunk, acc_const=0, acc_tile=acc_tile, usage=usage)
@@ -112,6 +120,7 @@ def _sizes(n: int) -> list[int]:
     return sorted({ceil_div(n, k) for k in range(1, n + 1)})
 
 
+@lru_cache(maxsize=4096)
 def _span_sum(g: ConvGeometry, out: int, tile: int, axis: str) -> int:
     return sum(g.input_span(start, min(tile, out - start), axis)[1] for start in range(0, out, tile))
 
@@ -124,8 +133,8 @@ def estimate(g: ConvGeometry, epilogue: Epilogue, t: Tiling, config: VTAConfig, 
     n_ci = 1 if g.depthwise else ceil_div(g.cb, t.tile_ci)
     tiles = n_sp * n_co
     in_blocks = g.ob if g.depthwise else g.cb
-    e_inp, e_wgt = config.elem_bytes(MemId.INP), config.elem_bytes(MemId.WGT)
-    e_out, e_acc = config.elem_bytes(MemId.OUT), config.elem_bytes(MemId.ACC)
+    sizes = _buffers(config)["bytes"]
+    e_inp, e_wgt, e_out, e_acc = (sizes[m] for m in (MemId.INP, MemId.WGT, MemId.OUT, MemId.ACC))
     pass_elems = g.nb * in_blocks * _span_sum(g, g.ho, t.tile_h, "y") * _span_sum(g, g.wo, t.tile_w, "x")
     inp_passes = counts["inp"] / (n_sp * (n_co if g.depthwise else n_ci))
     wgt_blocks = g.ob * (1 if g.depthwise else g.cb) * g.taps
@@ -175,7 +184,7 @@ def candidates(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual:
 
 
 def search(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual: bool,
-           evaluate: Callable[[Tiling], int | None], *, top: int = 6,
+           evaluate: Callable[[Tiling], int | None], *, top: int = 4,
            layer_name: str = "") -> tuple[Tiling, Estimate, int]:
     """The best tiling: ``(tiling, its estimate, its exact cycles)`` (see module doc).
 
