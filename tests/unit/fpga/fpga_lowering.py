@@ -85,3 +85,58 @@ def pops_follow_pushes(insns) -> bool:
 
 __all__ = ["BATCH2", "CONFIG", "Residual", "TINY", "compile_network", "config_with", "pops_follow_pushes",
            "random_conv", "run_layer"]
+
+
+def dram_order_violations(insns) -> list[tuple[int, int]]:
+    """(earlier, later) instruction pairs touching the same activation DRAM element — a STORE
+    then a LOAD INP (RAW) or a LOAD INP then a STORE (WAR), in program order — that no token
+    chain orders (the simulator's race detector covers SRAM only). Knowledge is tracked with
+    vector clocks over the token FIFOs, so the verdict does not depend on the interleaving."""
+    def module(insn):
+        if isinstance(insn, MemInsn):
+            return 2 if insn.opcode is Opcode.STORE else (0 if insn.mem in (MemId.INP, MemId.WGT) else 1)
+        return 1
+
+    def elements(insn):
+        rows = insn.dram_base + insn.x_stride * np.arange(insn.y_size)
+        return (rows[:, None] + np.arange(insn.x_size)).ravel().tolist()
+
+    queues = [[i for i, insn in enumerate(insns) if module(insn) == m] for m in range(3)]
+    position, known = [0, 0, 0], [[0, 0, 0] for _ in range(3)]
+    fifos = {(a, b): [] for a in range(3) for b in range(3) if abs(a - b) == 1}
+    known_at, seq = {}, {}
+    progressed = True
+    while progressed:
+        progressed = False
+        for m in range(3):
+            while position[m] < len(queues[m]):
+                index = queues[m][position[m]]
+                insn = insns[index]
+                pops = [(m - 1, m)] * insn.pop_prev + [(m + 1, m)] * insn.pop_next
+                if not all(fifos[f] for f in pops):
+                    break
+                for f in pops:
+                    known[m] = [max(a, b) for a, b in zip(known[m], fifos[f].pop(0))]
+                known_at[index] = list(known[m])
+                position[m] += 1
+                seq[index] = known[m][m] = position[m]
+                for f in [(m, m - 1)] * insn.push_prev + [(m, m + 1)] * insn.push_next:
+                    fifos[f].append(list(known[m]))
+                progressed = True
+    assert all(p == len(q) for p, q in zip(position, queues)), "deadlock"
+    writer: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    violations = set()
+    for index, insn in enumerate(insns):
+        if not isinstance(insn, MemInsn) or not insn.x_size:
+            continue
+        if insn.opcode is Opcode.LOAD and insn.mem is MemId.INP:
+            for e in elements(insn):
+                if e in writer and known_at[index][2] < seq[writer[e]]:
+                    violations.add((writer[e], index))
+                readers.setdefault(e, []).append(index)
+        elif insn.opcode is Opcode.STORE:
+            for e in elements(insn):
+                violations.update((r, index) for r in readers.pop(e, []) if known_at[index][0] < seq[r])
+                writer[e] = index
+    return sorted(violations)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelc.errors import TargetError, UnsupportedError
-from accelc.targets.fpga import GemmInsn, MemId, SimulationError, simulate
+from accelc.targets.fpga import DramImage, GemmInsn, MemId, SimulationError, simulate
 from accelc.targets.fpga.lower import AccelLayer, ConvGeometry, Tiling, lower_layer, unsupported_reason
 from accelc.targets.fpga.lower.epilogue import Epilogue
 from accelc.targets.fpga.lower.runtime import dram_image
@@ -191,3 +191,12 @@ def test_malformed_layers_are_rejected():
         AccelLayer("l", "conv", "x", (1, 16, 8, 8), "y", (1, 16, 6, 6), w, lo=5, hi=4)
     with pytest.raises(TargetError, match="distinct"):
         AccelLayer("l", "conv", "x", (1, 16, 8, 8), "x", (1, 16, 6, 6), w)
+
+
+def test_timing_only_simulation_matches_the_functional_run():
+    rng = np.random.default_rng(3)
+    layer = random_conv(rng, 1, 32, 10, 10, 48, 3, 1, 1, residual=Residual("r", -4, -4, -4))
+    _, _, program, stats = run_layer(layer, rng)
+    timing = simulate(program.instructions, DramImage(CONFIG), execute=False)
+    assert timing.to_dict() == stats.to_dict()
+    assert program.layer_table[0]["sim"]["cycles"] == stats.total_cycles

@@ -1,5 +1,6 @@
 """Whole networks: chained layers in one program and one DRAM image, artifacts, memory map."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from accelc.errors import DataError, TargetError, UnsupportedError
 from accelc.targets.fpga import decode_program, disassemble, encode_program
 from accelc.targets.fpga.lower import AccelLayer, NetworkProgram, Residual, compile_network
-from fpga_lowering import BATCH2, CONFIG, config_with, pops_follow_pushes
+from fpga_lowering import BATCH2, CONFIG, config_with, dram_order_violations, pops_follow_pushes
 
 
 def weights(rng, o, c, k):
@@ -47,6 +48,7 @@ def test_chained_network_is_bit_exact_without_host_repacking():
     np.testing.assert_array_equal(outputs["c"], expected["c"])
     np.testing.assert_array_equal(outputs["a"], expected["a"])
     assert pops_follow_pushes(program.instructions)
+    assert dram_order_violations(program.instructions) == []
     # one stream, one FINISH, all layers' work counted
     assert sum(row["sim"]["gemm_ops"] for row in program.layer_table) == stats.gemm_counter
     assert stats.total_cycles <= sum(row["sim"]["cycles"] for row in program.layer_table) + 2 * len(layers)
@@ -120,6 +122,7 @@ def test_linear_chain(config):
     outputs, _ = program.run({"x": x})
     expected = layers[2].reference(layers[1].reference(layers[0].reference(x)))
     np.testing.assert_array_equal(outputs["y"], expected)
+    assert dram_order_violations(program.instructions) == []
 
 
 def test_inputs_are_validated():
@@ -147,3 +150,44 @@ def test_network_structure_errors():
     split = config_with(LOG_BLOCK_IN=3, LOG_BLOCK_OUT=4, LOG_INP_BUFF_SIZE=14, LOG_WGT_BUFF_SIZE=17)
     with pytest.raises(UnsupportedError, match="BLOCK_IN != BLOCK_OUT"):
         compile_network(layers[:2], split)
+
+
+def test_layer_barriers_order_dram_between_layers():
+    rng = np.random.default_rng(6)
+    program = compile_network(basic_block(rng)[:2])
+    insns = list(program.instructions)
+    barrier = next(i for i, insn in enumerate(insns) if getattr(insn, "x_size", 1) == 0 and insn.push_prev)
+    first_load = next(i for i in range(barrier + 1, len(insns)) if getattr(insns[i], "pop_next", False))
+    insns[barrier] = dataclasses.replace(insns[barrier], push_prev=False)
+    insns[first_load] = dataclasses.replace(insns[first_load], pop_next=False)
+    assert dram_order_violations(insns)  # the next layer could read its input before it is stored
+
+
+@pytest.mark.slow
+def test_resnet18_sized_basic_blocks_are_bit_exact():
+    """conv3_x-sized blocks (28×28×128) with a strided entry, downsample and fused residuals."""
+    rng = np.random.default_rng(7)
+    b = lambda o: rng.integers(-(1 << 14), 1 << 14, o)  # noqa: E731
+    w = lambda o, c, k: np.clip(rng.normal(0, 20, (o, c, k, k)).round(), -128, 127).astype(np.int8)  # noqa: E731
+    layers = [
+        AccelLayer("l2a", "conv", "x", (1, 64, 56, 56), "a", (1, 128, 28, 28), w(128, 64, 3), b(128),
+                   rng.integers(9, 12, 128), lo=0, stride=2, padding=1),
+        AccelLayer("l2ds", "conv", "x", (1, 64, 56, 56), "d", (1, 128, 28, 28), w(128, 64, 1), b(128),
+                   rng.integers(7, 10, 128), stride=2),
+        AccelLayer("l2b", "conv", "a", (1, 128, 28, 28), "c", (1, 128, 28, 28), w(128, 128, 3), b(128),
+                   rng.integers(10, 13, 128), padding=1, residual=Residual("d", -4, -4, -4, 0, 127)),
+        AccelLayer("l2c", "conv", "c", (1, 128, 28, 28), "e", (1, 128, 28, 28), w(128, 128, 3), b(128),
+                   rng.integers(10, 13, 128), lo=0, padding=1),
+        AccelLayer("l2d", "conv", "e", (1, 128, 28, 28), "f", (1, 128, 28, 28), w(128, 128, 3), b(128),
+                   rng.integers(10, 13, 128), padding=1, residual=Residual("c", -4, -3, -3, 0, 127)),
+    ]
+    program = compile_network(layers)
+    x = rng.integers(-128, 128, (1, 64, 56, 56), dtype=np.int8)
+    outputs, stats = program.run({"x": x})
+    a, d = layers[0].reference(x), layers[1].reference(x)
+    c = layers[2].reference(a, d)
+    f = layers[4].reference(layers[3].reference(c), c)
+    np.testing.assert_array_equal(outputs["f"], f)
+    assert len(np.unique(f)) > 50
+    assert dram_order_violations(program.instructions) == []
+    assert stats.gemm_utilization > 0.7

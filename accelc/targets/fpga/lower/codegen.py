@@ -136,13 +136,14 @@ class LoweredLayer:
             ih, iw = rp0 + rn + rp1, cp0 + cn + cp1
             base = sram.inp_chunk[step.inp_half]
             first_block = t.nb * g.cb + step.ci0
-            if (rn, cn) == (g.h, g.w) and not (rp0 or rp1 or cp0 or cp1):  # whole images: one DMA
+            whole = (rn, cn) == (g.h, g.w) and not (rp0 or rp1 or cp0 or cp1 or g.rows_subsampled)
+            if whole:  # whole images, contiguous in DRAM and SRAM: one DMA
                 insns.append(_mem(load, MemId.INP, base, a.inp + first_block * g.h * g.w,
                                   step.ci_n * g.h, g.w, g.w))
             else:
                 for q in range(step.ci_n):
                     dram = a.inp + ((first_block + q) * g.h + r0) * g.w + c0
-                    insns.append(_mem(load, MemId.INP, base + q * ih * iw, dram, rn, cn, g.w,
+                    insns.append(_mem(load, MemId.INP, base + q * ih * iw, dram, rn, cn, g.input_row_pitch,
                                       (rp0, rp1, cp0, cp1)))
         if step.load_wgt:
             if g.depthwise:
@@ -187,7 +188,7 @@ class LoweredLayer:
         dw = g.depthwise
         red = 1 if dw else step.ci_n  # input blocks reduced in this step
         co_pitch = red * g.taps  # weight blocks per output block in the chunk
-        sh, sw, kw = g.sh, g.sw, g.kw
+        sh, sw, kw = g.sram_row_step, g.sw, g.kw
 
         def grid(*extents):
             return [a.ravel() for a in np.meshgrid(*map(np.arange, extents), indexing="ij")]
@@ -290,7 +291,7 @@ class LoweredLayer:
 
     # ---- standalone program (cost model) -------------------------------------------------
     def standalone_addresses(self) -> LayerAddresses:
-        """Addresses of the layer alone in a fresh DRAM image (see :meth:`standalone_image`)."""
+        """Addresses of the layer alone in a DRAM image (for :meth:`standalone_program`)."""
         g, c = self.geometry, self.config
         inp = 1
         out = inp + g.nb * g.cb * g.h * g.w

@@ -220,9 +220,28 @@ class ConvGeometry:
         """GEMM uop-iterations of the convolution proper (padded channels included)."""
         return self.nb * self.ho * self.wo * self.ob * self.reduction_blocks * self.taps
 
+    @property
+    def rows_subsampled(self) -> bool:
+        """A strided 1-row kernel reads every ``sh``-th input row only; those rows are
+        loaded alone (DRAM row stride ``sh·W``), not the rows between them."""
+        return self.kh == 1 and self.sh > 1
+
+    @property
+    def sram_row_step(self) -> int:
+        """Input rows between consecutive output rows in an INP tile."""
+        return 1 if self.rows_subsampled else self.sh
+
+    @property
+    def input_row_pitch(self) -> int:
+        """DRAM elements between the input rows an INP tile holds (the LOAD x_stride)."""
+        return self.w * (self.sh if self.rows_subsampled else 1)
+
     def input_span(self, out_first: int, out_count: int, axis: str) -> tuple[int, int, int, int]:
         """Rows (``axis="y"``) or columns (``"x"``) of input that ``out_count`` outputs from
-        ``out_first`` read: ``(first real index, real count, pad before, pad after)``."""
+        ``out_first`` read: ``(first real index, real count, pad before, pad after)``; for
+        subsampled rows the count is of rows ``sh`` apart."""
+        if axis == "y" and self.rows_subsampled:
+            return out_first * self.sh, out_count, 0, 0
         stride, pad, kernel, size = ((self.sh, self.ph, self.kh, self.h) if axis == "y"
                                      else (self.sw, self.pw, self.kw, self.w))
         start = out_first * stride - pad
@@ -239,7 +258,7 @@ def unsupported_reason(layer: AccelLayer, config: VTAConfig) -> str | None:
         return f"padding {g.ph, g.pw} exceeds the LOAD pad fields' maximum of {max_pad}"
     if g.ph >= g.kh or g.pw >= g.kw:
         return f"padding {g.ph, g.pw} is not smaller than the kernel {g.kh, g.kw}"
-    if max(g.w, g.wo) >= 1 << 16:
+    if max(g.input_row_pitch, g.wo) >= 1 << 16:
         return "rows longer than 65535 elements do not fit the LOAD/STORE x_stride field"
     if g.depthwise and config.BLOCK_IN != config.BLOCK_OUT:
         return "depthwise convolution needs BLOCK_IN == BLOCK_OUT (block-diagonal weights)"

@@ -81,7 +81,7 @@ def _buffers(config: VTAConfig) -> dict:
 
 def tile_input_dims(g: ConvGeometry, th: int, tw: int) -> tuple[int, int]:
     """Rows and columns of the (padded) input block a ``th × tw`` output tile reads."""
-    return (th - 1) * g.sh + g.kh, (tw - 1) * g.sw + g.kw
+    return (th - 1) * g.sram_row_step + g.kh, (tw - 1) * g.sw + g.kw
 
 
 def plan_sram(g: ConvGeometry, epilogue: Epilogue, t: Tiling, config: VTAConfig,
@@ -184,7 +184,7 @@ def candidates(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual:
 
 
 def search(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual: bool,
-           evaluate: Callable[[Tiling], int | None], *, top: int = 4,
+           evaluate: Callable[[Tiling], int | None], *, top: int = 8,
            layer_name: str = "") -> tuple[Tiling, Estimate, int]:
     """The best tiling: ``(tiling, its estimate, its exact cycles)`` (see module doc).
 
