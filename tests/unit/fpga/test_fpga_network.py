@@ -100,6 +100,9 @@ def test_artifact_files_round_trip(tmp_path):
     np.testing.assert_array_equal(out1["c"], out2["c"])
     assert stats1.to_dict() == stats2.to_dict()
     assert encode_program(loaded.instructions) == raw
+    assert loaded.uops == program.uops and len(program.uops) == len(program.uop_words)
+    assert loaded.files() == program.files()
+    assert compile_network(layers).files() == program.files()  # deterministic
     program.save(tmp_path / "again")
     for name in ("instructions.bin", "uops.bin", "weights.bin", "acc.bin", "memory_map.json"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
@@ -154,7 +157,10 @@ def test_network_structure_errors():
 
 def test_layer_barriers_order_dram_between_layers():
     rng = np.random.default_rng(6)
-    program = compile_network(basic_block(rng)[:2])
+    first = basic_block(rng)[1]
+    second = AccelLayer("next", "conv", "b", (1, 48, 6, 6), "e", (1, 16, 6, 6), weights(rng, 16, 48, 1))
+    program = compile_network([first, second])  # `next` reads data of `conv1`'s last tile first
+    assert dram_order_violations(program.instructions) == []
     insns = list(program.instructions)
     barrier = next(i for i, insn in enumerate(insns) if getattr(insn, "x_size", 1) == 0 and insn.push_prev)
     first_load = next(i for i in range(barrier + 1, len(insns)) if getattr(insns[i], "pop_next", False))

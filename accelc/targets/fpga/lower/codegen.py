@@ -6,7 +6,7 @@ the layer's instructions for given DRAM addresses. The program of a layer is:
 * prologue (compute): LOAD UOP of the layer's micro-op pool, LOAD ACC of its constant rows;
 * per step (:mod:`.schedule`): a load group — LOAD INP of the input chunk, one instruction
   per channel block with ``y_pad``/``x_pad`` only where the tile touches the image border;
-  LOAD WGT of the weight chunk; LOAD INP of the residual tile; in the first step also the
+  LOAD INP of the residual tile; LOAD WGT of the weight chunk; in the first step also the
   constants (bias/identity weight blocks, the constant INP element) — then a compute group:
   GEMM reset at a tile's first step, the convolution GEMM, and at its last step the epilogue
   (:mod:`.epilogue`); after the last step, one STORE per output-channel block.
@@ -23,6 +23,9 @@ output positions in the tile, ``co`` output blocks and ``ci`` input blocks:
 * ``co·d < 3``: the reduction is unrolled into the uops and spread round-robin over
   ``R = ceil(3/(co·d))`` partial accumulators, which ALU ADDs combine before the epilogue.
 
+To shorten the start, the layer's first step loads its weights one output block at a time
+and runs one GEMM per output block, each waiting only for its own block.
+
 Depthwise layers use block-diagonal weights: each output block reduces over its own input
 block (``iter_out`` steps input, weight and output together), at 1/BLOCK of peak.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -67,11 +71,19 @@ def _loop(iters: int, factor: int) -> int:
 
 
 def _with_flags(insns: list[Insn], index: int, **flags: bool) -> None:
-    flags = {k: v for k, v in flags.items() if v}
-    if flags:
-        insns[index] = dataclasses.replace(insns[index], **flags)
+    names = tuple(sorted(k for k, v in flags.items() if v))
+    if names:
+        insns[index] = _flagged(insns[index], names)
 
 
+# Instructions are immutable and validated on construction; programs repeat many of them,
+# so the constructors below are memoised (this dominates the cost of a tiling evaluation).
+@lru_cache(maxsize=1 << 16)
+def _flagged(insn: Insn, names: tuple[str, ...]) -> Insn:
+    return dataclasses.replace(insn, **dict.fromkeys(names, True))
+
+
+@lru_cache(maxsize=1 << 16)
 def _gemm(uops: tuple[int, int], iters=(1, 1), dst=(0, 0), src=(0, 0), wgt=(0, 0), reset=False) -> GemmInsn:
     return GemmInsn(reset=reset, uop_bgn=uops[0], uop_end=uops[1], iter_out=iters[0], iter_in=iters[1],
                     dst_factor_out=_loop(iters[0], dst[0]), dst_factor_in=_loop(iters[1], dst[1]),
@@ -79,6 +91,7 @@ def _gemm(uops: tuple[int, int], iters=(1, 1), dst=(0, 0), src=(0, 0), wgt=(0, 0
                     wgt_factor_out=_loop(iters[0], wgt[0]), wgt_factor_in=_loop(iters[1], wgt[1]))
 
 
+@lru_cache(maxsize=1 << 16)
 def _alu(op: AluOp, uops: tuple[int, int], iters, dst, src=(0, 0), imm: int | None = None) -> AluInsn:
     return AluInsn(alu_op=op, uop_bgn=uops[0], uop_end=uops[1], iter_out=iters[0], iter_in=iters[1],
                    dst_factor_out=_loop(iters[0], dst[0]), dst_factor_in=_loop(iters[1], dst[1]),
@@ -86,6 +99,7 @@ def _alu(op: AluOp, uops: tuple[int, int], iters, dst, src=(0, 0), imm: int | No
                    use_imm=imm is not None, imm=0 if imm is None else imm)
 
 
+@lru_cache(maxsize=1 << 16)
 def _mem(opcode: Opcode, mem: MemId, sram: int, dram: int, y: int, x: int, stride: int,
          pad=(0, 0, 0, 0)) -> MemInsn:
     return MemInsn(opcode=opcode, mem=mem, sram_base=sram, dram_base=dram, y_size=y, x_size=x,
@@ -145,21 +159,37 @@ class LoweredLayer:
                     dram = a.inp + ((first_block + q) * g.h + r0) * g.w + c0
                     insns.append(_mem(load, MemId.INP, base + q * ih * iw, dram, rn, cn, g.input_row_pitch,
                                       (rp0, rp1, cp0, cp1)))
-        if step.load_wgt:
-            if g.depthwise:
-                x, y, dram = t.co_n * g.taps, 1, a.wgt + t.co0 * g.taps
-            elif step.ci_n == g.cb:
-                x, y, dram = t.co_n * g.cb * g.taps, 1, a.wgt + t.co0 * g.cb * g.taps
-            else:
-                x, y, dram = step.ci_n * g.taps, t.co_n, a.wgt + (t.co0 * g.cb + step.ci0) * g.taps
-            insns.append(_mem(load, MemId.WGT, sram.wgt_chunk[step.wgt_half], dram, y, x,
-                              g.cb * g.taps if y > 1 else x))
         if step.load_res:
             insns += self._tile_transfers(load, MemId.INP, sram.inp_res[step.res_half], a.res, t)
+        pushes = []
+        if step.load_wgt:
+            wgt = sram.wgt_chunk[step.wgt_half]
+            if self._split_start(step):  # one output block at a time, each announced to compute
+                pitch = step.ci_n * g.taps
+                for q in range(t.co_n):
+                    dram = a.wgt + ((t.co0 + q) * g.cb + step.ci0) * g.taps
+                    pushes.append(len(insns))
+                    insns.append(_mem(load, MemId.WGT, wgt + q * pitch, dram, 1, pitch, pitch))
+            else:
+                if g.depthwise:
+                    x, y, dram = t.co_n * g.taps, 1, a.wgt + t.co0 * g.taps
+                elif step.ci_n == g.cb:
+                    x, y, dram = t.co_n * g.cb * g.taps, 1, a.wgt + t.co0 * g.cb * g.taps
+                else:
+                    x, y, dram = step.ci_n * g.taps, t.co_n, a.wgt + (t.co0 * g.cb + step.ci0) * g.taps
+                insns.append(_mem(load, MemId.WGT, wgt, dram, y, x, g.cb * g.taps if y > 1 else x))
         if insns:
             _with_flags(insns, 0, pop_next=step.load_pop or (step.index == 0 and wait_previous))
-            _with_flags(insns, len(insns) - 1, push_next=True)
+            for index in set(pushes + [len(insns) - 1]):
+                _with_flags(insns, index, push_next=True)
         return insns
+
+    def _split_start(self, step: Step) -> bool:
+        """Whether the layer's first step streams its weights output block by output block,
+        with one convolution GEMM per block, so compute starts after the first block."""
+        t = step.tile
+        return (step.index == 0 and step.load_wgt and not self.geometry.depthwise and t.co_n > 1
+                and t.th * t.tw >= 3)
 
     def _tile_transfers(self, opcode: Opcode, mem: MemId, sram: int, dram: int, t) -> list[Insn]:
         """Transfers of an output-shaped tile ([co][y][x] in SRAM) to/from its DRAM tensor."""
@@ -179,7 +209,15 @@ class LoweredLayer:
         return insns
 
     # ---- compute group ----------------------------------------------------------------
-    def _conv_gemm(self, step: Step, pool: UopPool) -> GemmInsn:
+    def _conv_gemms(self, step: Step, pool: UopPool) -> list[GemmInsn]:
+        """The step's convolution GEMM, or one per output block (each popping the token of
+        its weights, but the first) when the step streams its weights."""
+        if not self._split_start(step):
+            return [self._conv_gemm(step, pool)]
+        gemms = [self._conv_gemm(step, pool, block) for block in range(step.tile.co_n)]
+        return gemms[:1] + [_flagged(gemm, ("pop_prev",)) for gemm in gemms[1:]]
+
+    def _conv_gemm(self, step: Step, pool: UopPool, block: int | None = None) -> GemmInsn:
         g, t, sram = self.geometry, step.tile, self.sram
         th, tw, d = t.th, t.tw, t.th * t.tw
         (_, rn, rp0, rp1), (_, cn, cp0, cp1) = self._spans(step)
@@ -194,10 +232,15 @@ class LoweredLayer:
             return [a.ravel() for a in np.meshgrid(*map(np.arange, extents), indexing="ij")]
 
         if d >= 3:
+            if block is not None:  # output block `block` alone
+                acc, wgt = acc + block * d, wgt + block * co_pitch
+
             def build():
                 i, j, y, x = grid(g.kh, g.kw, th, tw)
                 return acc + y * tw + x, inp + (y * sh + i) * iw + x * sw + j, wgt + i * kw + j
             uops = pool.kernel(("conv", th, tw, iw, acc, inp, wgt), build)
+            if block is not None:
+                return _gemm(uops, (1, red), src=(0, ihiw), wgt=(0, g.taps))
             if dw:
                 return _gemm(uops, (t.co_n, 1), dst=(d, 0), src=(ihiw, 0), wgt=(co_pitch, 0))
             return _gemm(uops, (t.co_n, red), dst=(d, 0), src=(0, ihiw), wgt=(co_pitch, g.taps))
@@ -253,7 +296,7 @@ class LoweredLayer:
         if step.first:
             per_replica, replicas = self._acc_size(step)
             insns.append(_gemm(pool.single(acc), (1, per_replica * replicas), dst=(0, 1), reset=True))
-        insns.append(self._conv_gemm(step, pool))
+        insns += self._conv_gemms(step, pool)
         reader = len(insns) - 1
         if step.last:
             epilogue, epilogue_reader = self._epilogue(step, pool)
@@ -338,13 +381,12 @@ def lower_layer(layer: AccelLayer, config: VTAConfig, tiling: Tiling | None = No
         return lowered
     evaluated: dict[Tiling, LoweredLayer] = {}
 
-    def evaluate(t: Tiling) -> int | None:
+    def evaluate(t: Tiling):
         lowered = make(t)
         stats = timed(lowered)
-        if stats is None:
-            return None
-        evaluated[t] = lowered
-        return stats.total_cycles
+        if stats is not None:
+            evaluated[t] = lowered
+        return stats
 
     best, best_estimate, _ = search(geometry, epilogue, config, residual, evaluate, layer_name=layer.name)
     lowered = evaluated[best]

@@ -1,10 +1,10 @@
 """The fused epilogue of a layer: what happens to a tile's int32 accumulators before STORE.
 
 Requantization ``clip(rshift_round(acc, s[o]), lo, hi)`` with ``acc = bias + Σ x·w`` is
-computed as ``clip((acc' ) >> s[o], lo, hi)`` where ``acc' = Σ x·w + bias'`` and
-``bias' = bias + 2^(s[o]-1)`` (0 for s = 0): folding the rounding term into the bias is
-exact, since int32 addition (with wraparound) is associative. ``bias'`` enters ACC in one
-of three ways (:attr:`Epilogue.bias_mode`):
+computed as ``clip((Σ x·w + bias') >> s[o], lo, hi)`` with ``bias' = bias + 2^(s[o]-1)``
+(``bias`` for s = 0): folding the rounding term into the bias is exact, since int32
+addition (with wraparound) is associative. ``bias'`` enters ACC after the convolution GEMMs,
+in one of three ways (:attr:`Epilogue.bias_mode`):
 
 * ``"gemm"`` — one GEMM uop-iteration per output element: a constant INP element
   ``u = [1, 127, …, 127]`` times a per-block weight ``W`` with ``Σ_i u_i·W[o][i] = bias'[o]``

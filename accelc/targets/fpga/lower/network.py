@@ -32,7 +32,7 @@ import numpy as np
 
 from accelc.errors import TargetError, UnsupportedError
 from accelc.targets.fpga.config import VTAConfig
-from accelc.targets.fpga.isa import FinishInsn, Insn, MemId
+from accelc.targets.fpga.isa import FinishInsn, Insn, MemId, decode_uops
 from accelc.targets.fpga.lower.codegen import LayerAddresses, LoweredLayer, lower_layer, sync_insn
 from accelc.targets.fpga.lower.epilogue import ones_element
 from accelc.targets.fpga.lower.layer import AccelLayer
@@ -105,10 +105,25 @@ class NetworkProgram:
                     memories={k: dict(elements=n, element_bytes=b, bytes=n * b) for k, (n, b) in sizes.items()},
                     tensors=tensors, constants=constants, data=self.regions)
 
+    @property
+    def uops(self) -> list:
+        """The micro-ops of every layer's pool, in DRAM order (decoded :class:`~.isa.Uop`)."""
+        return decode_uops(self.uop_words.astype("<u4").tobytes())
+
+    def dram_image(self, inputs: Mapping[str, np.ndarray]):
+        """A fresh :class:`~.dram.DramImage` with the program's data and the packed inputs."""
+        from accelc.targets.fpga.lower.runtime import dram_image
+        return dram_image(self, inputs)
+
     def run(self, inputs: Mapping[str, np.ndarray], **options):
         """Simulate on host inputs (plain NCHW / NC int8): ``(outputs, SimStats)``."""
         from accelc.targets.fpga.lower.runtime import run
         return run(self, inputs, **options)
+
+    def files(self) -> dict:
+        """The artifact files' contents: file name → bytes (see :mod:`.runtime`)."""
+        from accelc.targets.fpga.lower.runtime import files
+        return files(self)
 
     def save(self, directory) -> list:
         from accelc.targets.fpga.lower.runtime import save

@@ -68,24 +68,30 @@ def run(program: NetworkProgram, inputs: Mapping[str, np.ndarray], *, check_haza
     return {name: read_tensor(program, dram, name) for name in program.outputs}, stats
 
 
-def save(program: NetworkProgram, directory) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    blobs = {
+def files(program: NetworkProgram) -> dict[str, bytes]:
+    """The artifact files (:data:`FILES`) as bytes; equal programs give equal bytes."""
+    return {
         "instructions.bin": encode_program(program.instructions),
         "uops.bin": program.uop_words.astype("<u4").tobytes(),
         "weights.bin": program.wgt.astype(np.int8).tobytes(),
         "acc.bin": program.acc.astype("<i4").tobytes(),
         "memory_map.json": (json.dumps(program.memory_map, indent=1, sort_keys=True) + "\n").encode(),
     }
+
+
+def save(program: NetworkProgram, directory) -> list[Path]:
+    """Write :func:`files` into ``directory`` (created if needed); returns the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, data in blobs.items():
+    for name, data in files(program).items():
         (directory / name).write_bytes(data)
         paths.append(directory / name)
     return paths
 
 
 def load(directory) -> NetworkProgram:
+    """A program from :func:`save`'s files (without the lowering details and layer table)."""
     directory = Path(directory)
     try:
         blobs = {name: (directory / name).read_bytes() for name in FILES}

@@ -28,6 +28,7 @@ is also deadlock-free on hardware with bounded instruction queues.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from accelc.targets.fpga.lower.layer import ConvGeometry
 from accelc.targets.fpga.lower.layout import ceil_div
@@ -117,6 +118,7 @@ def halves(threads: int, versions: int) -> int:
     return 2 if threads == 2 and versions > 1 else 1
 
 
+@lru_cache(maxsize=1 << 14)
 def version_counts(geometry: ConvGeometry, tiling) -> dict[str, int]:
     """Number of versions of each region (what :func:`build_schedule` will create)."""
     g = geometry

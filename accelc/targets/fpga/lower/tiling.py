@@ -10,8 +10,9 @@ for double buffering — the "virtual threads" of VTA) and the tile ``order`` (s
 those that fit, ranks them with :func:`estimate` (DRAM bytes and a cycle estimate from the
 simulator's cycle model: compute = GEMM + ALU + per-instruction latency; load/store = DMA
 latency + bytes / bandwidth; overlapped when double buffered) and then asks ``evaluate``
-for the exact cycles of the best few — the caller generates their programs and runs the
-simulator's timing model on them — returning the fastest (fewest DRAM bytes on ties).
+for the exact cycles and bytes of the best few — the caller generates their programs and runs
+the simulator's timing model on them — and returns the fastest, except that among tilings
+within :data:`CYCLE_TOLERANCE` of the fastest the one moving the fewest DRAM bytes wins.
 Candidates whose micro-ops do not fit the UOP buffer are rejected by ``evaluate``.
 """
 
@@ -28,10 +29,13 @@ from accelc.targets.fpga.lower.epilogue import Epilogue
 from accelc.targets.fpga.lower.layer import ConvGeometry
 from accelc.targets.fpga.lower.layout import ceil_div
 from accelc.targets.fpga.lower.schedule import halves, version_counts
-from accelc.targets.fpga.stats import CycleModel
+from accelc.targets.fpga.stats import CycleModel, SimStats
 
 #: Largest ACC region a tile with fewer than 3 distinct accumulators needs (see codegen).
 MIN_ACC_TILE = 4
+#: Simulated cycle counts within this fraction of the fastest count as equally fast; among
+#: those the search takes the one that moves the fewest DRAM bytes.
+CYCLE_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,21 @@ def estimate(g: ConvGeometry, epilogue: Epilogue, t: Tiling, config: VTAConfig, 
     load = (traffic["inp"] + traffic["wgt"]) / bandwidth + latency * load_insns
     store = traffic["out"] / bandwidth + latency * tiles * t.tile_co
     insns = counts["steps"] + tiles * (1 + len(epilogue.steps))
+    # convolution kernels: one per combination of buffer halves in use (at most one per step)
+    inp_h, wgt_h = halves(t.threads, counts["inp"]), halves(t.threads, counts["wgt"])
+    kernels = min(counts["steps"], max(inp_h, wgt_h) * halves(t.threads, counts["acc"]))
+    uops = kernels * g.taps * t.tile_h * t.tile_w * (t.tile_co if t.tile_h * t.tile_w < 3 else 1)
+    traffic["uop"] = uops * sizes[MemId.UOP]
     compute = (g.gemm_ops + elems * (1 + epilogue.gemm_ops_per_element)
                + model.alu_cycles_per_op * elems * epilogue.alu_ops_per_element
-               + model.compute_latency_cycles * insns + traffic["acc"] / bandwidth)
+               + model.compute_latency_cycles * insns + (traffic["acc"] + traffic["uop"]) / bandwidth)
     ih, iw = tile_input_dims(g, t.tile_h, t.tile_w)
-    first_load = (chunk_blocks * ih * iw * e_inp + t.tile_co * (1 if g.depthwise else t.tile_ci)
-                  * g.taps * e_wgt) / bandwidth + latency * (chunk_blocks + 1)
+    split_start = not g.depthwise and t.tile_h * t.tile_w >= 3  # see codegen: weights stream per block
+    if split_start:
+        uops += (t.tile_co - 1) * g.taps * t.tile_h * t.tile_w
+        compute += (t.tile_co - 1) * g.taps * t.tile_h * t.tile_w * sizes[MemId.UOP] / bandwidth
+    first_load = (chunk_blocks * ih * iw * e_inp + (1 if split_start else t.tile_co)
+                  * (1 if g.depthwise else t.tile_ci) * g.taps * e_wgt) / bandwidth + latency * (chunk_blocks + 1)
     last_store = t.tile_co * t.tile_h * t.tile_w * e_out / bandwidth + latency * t.tile_co
     if t.threads == 2:
         cycles = max(compute, load, store) + first_load + last_store
@@ -184,28 +197,45 @@ def candidates(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual:
 
 
 def search(g: ConvGeometry, epilogue: Epilogue, config: VTAConfig, residual: bool,
-           evaluate: Callable[[Tiling], int | None], *, top: int = 8,
-           layer_name: str = "") -> tuple[Tiling, Estimate, int]:
-    """The best tiling: ``(tiling, its estimate, its exact cycles)`` (see module doc).
+           evaluate: Callable[[Tiling], SimStats | None], *, top: int = 8,
+           tolerance: float = CYCLE_TOLERANCE, layer_name: str = "") -> tuple[Tiling, Estimate, SimStats]:
+    """The best tiling: ``(tiling, its estimate, its simulated stats)`` (see module doc).
 
-    ``evaluate(tiling)`` returns exact cycles, or None when the tiling cannot be lowered."""
+    ``evaluate(tiling)`` returns the simulated stats, or None when the tiling cannot be
+    lowered. Evaluated: the ``top`` fastest by the estimate, and the ``top // 2`` with the
+    least DRAM traffic among those estimated within twice ``tolerance`` of the fastest.
+    Chosen: the least traffic among those simulated within ``tolerance`` of the fastest."""
     ranked = sorted(((estimate(g, epilogue, t, config, residual), t)
                      for t in candidates(g, epilogue, config, residual)),
                     key=lambda et: (et[0].cycles, et[0].total_bytes))
-    best = None
-    tried = 0
-    for est, tiling in ranked:
-        cycles = evaluate(tiling)
-        if cycles is None:
-            continue
-        key = (cycles, est.total_bytes)
-        if best is None or key < best[0]:
-            best = (key, tiling, est, cycles)
-        tried += 1
-        if tried >= top:
-            break
-    if best is None:
+    if not ranked:
         raise UnsupportedError(
             f"layer {layer_name}: no tiling fits the accelerator buffers of config {config.name}",
             hint="use a configuration with larger buffers or keep this layer on the host")
-    return best[1], best[2], best[3]
+    limit = ranked[0][0].cycles * (1 + 2 * tolerance)
+    frugal = sorted((et for et in ranked if et[0].cycles <= limit), key=lambda et: et[0].total_bytes)
+    results = []
+    for group, wanted in ((ranked, top), (frugal, top // 2)):
+        found = 0
+        for est, tiling in group:
+            if found >= wanted:
+                break
+            if any(tiling == r[0] for r in results):
+                found += 1
+                continue
+            stats = evaluate(tiling)
+            if stats is not None:
+                results.append((tiling, est, stats))
+                found += 1
+    if not results:
+        raise UnsupportedError(f"layer {layer_name}: no tiling's micro-ops fit the UOP buffer of config "
+                               f"{config.name}", hint="keep this layer on the host")
+    fastest = min(stats.total_cycles for _, _, stats in results)
+    eligible = [r for r in results if r[2].total_cycles <= fastest * (1 + tolerance)]
+    return min(eligible, key=lambda r: (dram_bytes(r[2]), r[2].total_cycles))
+
+
+def dram_bytes(stats: SimStats) -> int:
+    """Bytes a simulated program moved between DRAM and the accelerator."""
+    return (stats.inp_load_nbytes + stats.wgt_load_nbytes + stats.acc_load_nbytes + stats.uop_load_nbytes
+            + stats.out_store_nbytes)
