@@ -42,7 +42,7 @@ from accelc.errors import TargetError, UnsupportedError
 from accelc.targets.fpga.config import VTAConfig
 from accelc.targets.fpga.dram import DramImage
 from accelc.targets.fpga.isa import AluInsn, AluOp, FinishInsn, GemmInsn, Insn, MemId, MemInsn, Opcode
-from accelc.targets.fpga.lower.epilogue import AluStep, Epilogue, GemmStep
+from accelc.targets.fpga.lower.epilogue import AluStep, Epilogue
 from accelc.targets.fpga.lower.layer import AccelLayer, ConvGeometry, unsupported_reason
 from accelc.targets.fpga.lower.layout import ceil_div
 from accelc.targets.fpga.lower.schedule import Step, build_schedule
