@@ -4,6 +4,7 @@ Modules: :mod:`.config` (VTAConfig), :mod:`.isa` (instructions, binary encoding)
 :mod:`.disasm` (text listing and assembler), :mod:`.program` (Program, ProgramBuilder),
 :mod:`.dram` (DramImage), :mod:`.sim` (simulate), with :mod:`.datapath` (instruction
 semantics), :mod:`.races` (token-ordering checks) and :mod:`.stats` (counters, cycle model).
+:mod:`.lower` lowers int8 conv/linear layers and chains of them to programs for it.
 """
 
 from accelc.targets.fpga.config import VTAConfig

@@ -377,6 +377,23 @@ def pack_uops(uops: Iterable[Uop]) -> np.ndarray:
     return np.array([_pack(u, UOP_LAYOUT) for u in uops], dtype=np.uint32)
 
 
+def pack_uop_fields(dst_idx, src_idx, wgt_idx) -> np.ndarray:
+    """Vectorised :func:`pack_uops` for index arrays (broadcast together), as uint32.
+
+    Raises :class:`~accelc.errors.TargetError` naming the field when a value does not fit."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (dst_idx, src_idx, wgt_idx)))
+    word = np.zeros(arrays[0].shape, dtype=np.int64)
+    for field, values in zip(UOP_LAYOUT, arrays):
+        if values.size and (values.min() < field.lowest or values.max() > field.highest):
+            bad = values[(values < field.lowest) | (values > field.highest)].flat[0]
+            raise TargetError(
+                f"micro-op: field {field.name} = {int(bad)} does not fit its {field.width}-bit "
+                f"field ({field.lowest}..{field.highest})"
+            )
+        word |= values << field.lsb
+    return word.astype(np.uint32)
+
+
 def unpack_uops(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised field extraction: ``(dst_idx, src_idx, wgt_idx)`` as int64 arrays."""
     words = np.asarray(words, dtype=np.uint32).astype(np.int64)

@@ -145,14 +145,19 @@ def simulate(
     check_hazards: bool = True,
     check_races: bool = True,
     cycle_model: CycleModel = CycleModel(),
+    execute: bool = True,
 ) -> SimStats:
-    """Run a program on ``dram`` (modified in place); see the module doc for the checks."""
+    """Run a program on ``dram`` (modified in place); see the module doc for the checks.
+
+    With ``execute=False`` only the token schedule, counters and cycle model run (no data
+    moves, no datapath or race checks): the same :class:`SimStats`, for cost estimates."""
     config = dram.config
     routes = _check_program(insns)
     queues = [[i for i, r in enumerate(routes) if r.module is m] for m in Module]
-    datapath = Datapath(dram, check_hazards=check_hazards)
+    datapath = Datapath(dram, check_hazards=check_hazards) if execute else None
     races = (
-        RaceDetector(config, MODULES, queues, lambda i: format_insn(insns[i])) if check_races else None
+        RaceDetector(config, MODULES, queues, lambda i: format_insn(insns[i]))
+        if check_races and execute else None
     )
     fifos: dict[Fifo, deque[_Token]] = {
         (a, b): deque() for a in Module for b in _NEIGHBOURS[a] if b is not None
@@ -176,7 +181,7 @@ def simulate(
         if isinstance(insn, FinishInsn):
             _check_finish_ordered(insns, index, queues, known[module])
         try:
-            accesses = datapath.execute(insn)
+            accesses = datapath.execute(insn) if execute else []
             if races is not None:
                 races.check(module, known[module], accesses)
         except SimulationError as err:

@@ -20,6 +20,7 @@ from accelc.targets.fpga.isa import (
     encode,
     encode_program,
     encode_uops,
+    pack_uop_fields,
     pack_uops,
     unpack_uops,
 )
@@ -50,6 +51,20 @@ def test_uop_round_trip(uop_list):
     assert decode_uops(data) == uop_list
     dst, src, wgt = unpack_uops(pack_uops(uop_list))
     assert [Uop(int(d), int(s), int(w)) for d, s, w in zip(dst, src, wgt)] == uop_list
+
+
+@given(st.lists(uops, max_size=16))
+def test_vectorised_uop_packing_matches(uop_list):
+    fields = [np.array([getattr(u, name) for u in uop_list], np.int64) for name in ("dst_idx", "src_idx", "wgt_idx")]
+    packed = pack_uop_fields(*fields)
+    assert packed.dtype == np.uint32 and packed.tolist() == pack_uops(uop_list).tolist()
+
+
+def test_vectorised_uop_packing_rejects_out_of_range_fields():
+    with pytest.raises(TargetError, match="wgt_idx = 1024 does not fit its 10-bit field"):
+        pack_uop_fields([0, 1], [0, 0], [3, 1024])
+    with pytest.raises(TargetError, match="dst_idx = -1"):
+        pack_uop_fields([-1], 0, 0)
 
 
 def load(**fields):
