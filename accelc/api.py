@@ -214,6 +214,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
                 "vs_final_graph": compare(run_samples(gm, samples), art).to_dict(),
                 "vs_original": compare(run_samples(ctx.reference, samples), art).to_dict()}
             state["runner"] = runner
+            rep.update(getattr(tgt, "runtime_report", lambda r: {})(runner))
         if ctx.eval is not None:
             fns = {"original": ctx.reference, "final_graph": gm}
             if runner is not None:

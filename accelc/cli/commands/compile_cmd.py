@@ -20,6 +20,7 @@ def add_parser(sub):
     add_model_options(p)
     add(p, "--target", "-t", default="cpu", help="cpu | cuda | fpga (default: cpu)")
     add(p, "--target-opt", action="append", metavar="KEY=VALUE", help="target option, e.g. mcpu=skylake-avx512")
+    add(p, "--fpga-config", metavar="FILE", help="VTA configuration JSON for --target fpga")
     add(p, "--pipeline", "-p", metavar="PIPELINE", help="pass pipeline, e.g. 'fuse,quantize(scheme=pow2)' "
                                                          "(default: the target's)")
     add(p, "--output", "-o", metavar="DIR", help="artifact directory to write (required)")
@@ -44,10 +45,15 @@ def run(args) -> int:
         raise UsageError("compile needs an output directory", hint="pass -o DIR (or set output in the config file)")
     if args.model is None and args.entry is None:
         raise UsageError("no model given", hint="pass MODEL (a .pt2 file) or --entry file.py:factory")
+    target_options = parse_key_values(args.target_opt, "--target-opt")
+    if args.fpga_config:
+        if args.target != "fpga":
+            raise UsageError("--fpga-config applies to --target fpga only")
+        target_options["config"] = args.fpga_config
     compiled = compile(
         args.model, target=args.target, pipeline=args.pipeline, output=args.output, entry=args.entry,
         weights=args.weights, trust_pickle=args.trust_pickle, input_shapes=split_list(args.input_shape) or None,
-        target_options=parse_key_values(args.target_opt, "--target-opt"), calib=args.calib, eval=args.eval,
+        target_options=target_options, calib=args.calib, eval=args.eval,
         train=args.train, verify_each=not args.no_verify, print_after=split_list(args.print_after),
         print_format=args.print_format, seed=args.seed, quiet=args.quiet, reproducible=args.reproducible)
     report = compiled.report
@@ -77,6 +83,13 @@ def _summary(report: dict, out: str) -> None:
           + f" on {check['samples']} samples\n")
     elif "skipped" in check:
         w(f"  artifact not run here: {check['skipped']}\n")
+    run = report.get("fpga_run")
+    if run:
+        placed = report["fpga"]["placement"]
+        on = sum(1 for v in placed.values() if v["on"] == "fpga")
+        w(f"  fpga: {on}/{len(placed)} nodes on the accelerator in {len(report['fpga']['segments'])} segment(s); "
+          f"simulated {run['total_cycles']:,} cycles = {run['accelerator_latency_ms']:.3f} ms at "
+          f"{run['clock_mhz']:g} MHz, GEMM utilisation {run['gemm_utilization'] * 100:.1f}%\n")
     acc = report.get("accuracy")
     if acc:
         parts = [f"{k} {acc[k] * 100:.2f}%" for k in ("original", "final_graph", "artifact") if k in acc]

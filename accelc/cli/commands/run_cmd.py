@@ -86,6 +86,12 @@ def run(args) -> int:
     if args.output:
         _write_outputs(Path(args.output), compiled.manifest["outputs"], outputs)
         summary["written"] = args.output
+    stats = getattr(runner, "last_stats", lambda: {})()
+    if stats:
+        cycles = sum(st["total_cycles"] for st in stats.values())
+        clock = next(iter(stats.values()))["clock_mhz"]
+        summary["fpga"] = {"segments": stats, "total_cycles_last_batch": cycles,
+                           "accelerator_latency_ms_last_batch": cycles / (clock * 1e3)}
     if args.benchmark:
         first = [t.numpy() for t in next(ds.batches(batch, pad=True))]
         summary["latency"] = measure(lambda: runner.run(first), runs=args.benchmark).to_dict()
@@ -122,6 +128,10 @@ def _print_summary(summary: dict, outputs) -> None:
         print(f"  argmax: {outputs[0].argmax(-1).tolist()}")
     if "top1_accuracy" in summary:
         print(f"  top-1 accuracy: {summary['top1_accuracy'] * 100:.2f}%")
+    if "fpga" in summary:
+        f = summary["fpga"]
+        print(f"  fpga simulator (last batch): {f['total_cycles_last_batch']:,} cycles = "
+              f"{f['accelerator_latency_ms_last_batch']:.3f} ms on the accelerator")
     if "latency" in summary:
         lat = summary["latency"]
         print(f"  latency: median {lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f}) "

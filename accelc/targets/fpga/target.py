@@ -138,6 +138,17 @@ class FPGATarget(Target):
     def report_extras(self) -> dict:
         return self._extras
 
+    def runtime_report(self, runner: "FPGARunner") -> dict:
+        """Simulator statistics of the last sample run: per segment and in total."""
+        stats = runner.last_stats()
+        if not stats:
+            return {}
+        cycles = sum(s["total_cycles"] for s in stats.values())
+        gemm = sum(s["gemm_counter"] for s in stats.values())
+        return {"fpga_run": {"segments": stats, "total_cycles": cycles, "clock_mhz": self.vta.clock_mhz,
+                             "accelerator_latency_ms": cycles / (self.vta.clock_mhz * 1e3),
+                             "gemm_utilization": gemm / cycles if cycles else 0.0}}
+
     @classmethod
     def load(cls, art_dir: Path, manifest: dict) -> Runner:
         return FPGARunner(art_dir, manifest)
