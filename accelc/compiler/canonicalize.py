@@ -375,7 +375,11 @@ def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, take
     if t in (aten.conv2d.default, aten.conv2d.padding, aten.linear.default, aten.batch_norm.default,
              aten._native_batch_norm_legit_no_training.default, aten.layer_norm.default,
              F.conv2d, F.linear, F.batch_norm, F.layer_norm):
-        norm = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
+        # argument types pick the schema where several match (F.conv2d's padding: ints or a string)
+        arg_types = tuple(type(values.get(a.name)) if isinstance(a, fx.Node) else type(a) for a in node.args)
+        kwarg_types = {k: type(values.get(v.name)) if isinstance(v, fx.Node) else type(v) for k, v in node.kwargs.items()}
+        norm = node.normalized_arguments(gm, arg_types=arg_types, kwarg_types=kwarg_types,
+                                         normalize_to_only_use_kwargs=True)
         if norm is not None and _lift_layer(gm, node, dict(norm.kwargs), taken):
             return
         return
