@@ -17,6 +17,11 @@ def cpu_latency_of(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor], *
     import accelc
 
     compiled = accelc.compile(gm, tuple(example_inputs), target="cpu", pipeline="none", verify_each=False)
+    return artifact_latency_ms(compiled, example_inputs, number=number, repeat=repeat)
+
+
+def artifact_latency_ms(compiled, example_inputs: Sequence[torch.Tensor], *, number: int = 20, repeat: int = 5) -> float:
+    """Median milliseconds per call of a compiled TVM artifact (``accelc.compile``'s result)."""
     arrays = [t.detach().numpy() for t in example_inputs]
     compiled.runner.time_call(arrays, number=2, repeat=1)  # warm-up
     return 1000.0 * statistics.median(compiled.runner.time_call(arrays, number=number, repeat=repeat))

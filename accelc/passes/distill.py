@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.fx as fx
+import torch.nn as nn
 
 from accelc.compiler.context import CompileContext
 from accelc.compiler.data import Dataset
@@ -26,7 +28,7 @@ from accelc.progress import progress
 @dataclass
 class DistillOptions:
     epochs: int = field(default=3, metadata={"help": "passes over the training data", "check": in_range(1)})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine-decayed to 0)",
+    lr: float = field(default=5e-3, metadata={"help": "Adam learning rate (cosine-decayed to 0)",
                                               "check": in_range(0.0, lo_open=True)})
     batch_size: int = field(default=64, metadata={"help": "training batch size", "check": in_range(1)})
     temperature: float = field(default=4.0, metadata={"help": "softening temperature T of the logits",
@@ -36,6 +38,9 @@ class DistillOptions:
         "check": in_range(0.0, 1.0)})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay", "check": in_range(0.0)})
     seed: int | None = field(default=None, metadata={"help": "shuffling seed (default: the compile seed)"})
+    bn: Literal["train", "frozen"] = field(default="train", metadata={
+        "help": "BatchNorm layers still in the graph (e.g. prune before fuse): re-estimate their statistics while "
+                "training (train) or keep them (frozen)"})
 
 
 @dataclass
@@ -60,8 +65,10 @@ def distill(student: fx.GraphModule, teacher: fx.GraphModule, data: Dataset, o: 
             seed: int, fallback_batch: int, quiet: bool = True) -> dict:
     """Fine-tune ``student``'s parameters in place against ``teacher``; returns the loss history.
 
-    Both graphs stay in eval mode: dropout is off and BatchNorm (if not folded) uses its
-    running statistics, which are not updated — the graph is trained as it will be compiled.
+    Only BatchNorm layers of the student are put in train mode (with ``bn="train"`` and
+    batches of more than one sample), so that they follow the pruned network's activation
+    statistics; everything else, and the teacher, stays in eval mode (dropout is off, as in
+    the compiled graph). The student is left in eval mode.
     """
     alpha = o.alpha if o.alpha is not None else (0.5 if data.labels is not None else 0.0)
     if alpha > 0 and data.labels is None:
@@ -70,6 +77,8 @@ def distill(student: fx.GraphModule, teacher: fx.GraphModule, data: Dataset, o: 
     student.eval()
     teacher.eval()
     bs = batch_size_for(student, data, o.batch_size, fallback_batch)
+    norms = [m for m in student.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    train_bn = o.bn == "train" and bs > 1 and bool(norms)
     steps_per_epoch = max(1, len(data) // bs)
     params = [p for p in student.parameters() if p.is_floating_point()]
     for p in params:
@@ -80,6 +89,8 @@ def distill(student: fx.GraphModule, teacher: fx.GraphModule, data: Dataset, o: 
     s_logits, t_logits = logits_fn(student), logits_fn(teacher)
     kd_before = mean_kd(student, teacher, data, bs, o.temperature)
     history = []
+    for m in norms if train_bn else ():
+        m.train()
     with torch.enable_grad():
         for epoch in range(o.epochs):
             ep = _Epoch()
@@ -99,9 +110,10 @@ def distill(student: fx.GraphModule, teacher: fx.GraphModule, data: Dataset, o: 
                 ep.kd, ep.ce, ep.batches = ep.kd + kd.item(), ep.ce + ce.item(), ep.batches + 1
             history.append({"epoch": epoch + 1, "kd_loss": round(ep.kd / max(ep.batches, 1), 6),
                             "ce_loss": round(ep.ce / max(ep.batches, 1), 6) if alpha > 0 else None})
+    student.eval()
     for p in params:
         p.grad = None
-    return {"alpha": alpha, "batch_size": bs, "steps": o.epochs * steps_per_epoch, "history": history,
+    return {"alpha": alpha, "batch_size": bs, "bn_train": train_bn, "steps": o.epochs * steps_per_epoch, "history": history,
             "kd_before": round(kd_before, 6), "kd_after": round(mean_kd(student, teacher, data, bs, o.temperature), 6)}
 
 

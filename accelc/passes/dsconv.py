@@ -75,6 +75,22 @@ class _Candidate:
     out_hw: int
     rank: int | None = None  # None: keep the conv
 
+    @property
+    def k(self) -> int:
+        return self.dec.kernel[0] * self.dec.kernel[1]
+
+    @property
+    def macs(self) -> int:
+        return conv_macs(self.out_hw, self.conv.in_channels, self.conv.out_channels, self.k)
+
+    def decoupled_macs(self, r: int) -> int:
+        return decoupled_macs(self.out_hw, self.conv.in_channels, self.conv.out_channels, self.k, r)
+
+    @property
+    def r_max(self) -> int:
+        """The largest rank that still saves MACs (0: none)."""
+        return max_saving_rank(self.conv.in_channels, self.conv.out_channels, self.k, self.dec.full_rank)
+
 
 @register_pass
 class DSConv(Pass):
@@ -137,34 +153,24 @@ class DSConv(Pass):
                 skipped.append({"layer": path, "skipped": "called from several places"})
                 continue
             shape = shape_of(nodes[0])
-            dec = Decoupling.of(conv.weight)
-            out_hw = shape[2] * shape[3]
-            if self.options.only_if_cheaper and max_saving_rank(conv.in_channels, conv.out_channels, k,
-                                                                 dec.full_rank) == 0:
+            cand = _Candidate(nodes[0], conv, Decoupling.of(conv.weight), shape[2] * shape[3])
+            if self.options.only_if_cheaper and cand.r_max == 0:
                 skipped.append({"layer": path, "skipped": "no rank reduces its FLOPs"})
                 continue
-            out.append(_Candidate(nodes[0], conv, dec, out_hw))
+            out.append(cand)
         return out, skipped
 
     def _choose_ranks(self, cands: list[_Candidate]) -> bool:
         o = self.options
         if o.flops is not None:
-            layers = []
-            for c in cands:
-                k = c.dec.kernel[0] * c.dec.kernel[1]
-                layers.append(BudgetLayer(c.node.target, c.dec, decoupled_macs(c.out_hw, c.conv.in_channels,
-                                                                                c.conv.out_channels, k, 1),
-                                          conv_macs(c.out_hw, c.conv.in_channels, c.conv.out_channels, k),
-                                          max_saving_rank(c.conv.in_channels, c.conv.out_channels, k, c.dec.full_rank)))
+            layers = [BudgetLayer(c.node.target, c.dec, c.decoupled_macs(1), c.macs, c.r_max) for c in cands if c.r_max]
             ranks, met = ranks_for_budget(layers, o.flops)
             for c in cands:
-                c.rank = ranks[c.node.target]
+                c.rank = ranks.get(c.node.target)
             return met
         for c in cands:
-            k = c.dec.kernel[0] * c.dec.kernel[1]
             r = rank_for_fraction(c.dec.full_rank, o.rank) if o.rank is not None else rank_for_tolerance(c.dec, o.tol)
-            saves = r <= max_saving_rank(c.conv.in_channels, c.conv.out_channels, k, c.dec.full_rank)
-            c.rank = r if saves or not o.only_if_cheaper else None
+            c.rank = r if r <= c.r_max or not o.only_if_cheaper else None
         return True
 
 
@@ -174,12 +180,9 @@ def conv_flops(gm: fx.GraphModule, example_inputs) -> int:
 
 
 def _layer_details(c: _Candidate, dw: nn.Conv2d, pw: nn.Conv2d, output_err: tuple[float, float]) -> dict:
-    k = c.dec.kernel[0] * c.dec.kernel[1]
-    cin, cout = c.conv.in_channels, c.conv.out_channels
-    before, after = conv_macs(c.out_hw, cin, cout, k), decoupled_macs(c.out_hw, cin, cout, k, c.rank)
     params_after = sum(p.numel() for m in (dw, pw) for p in m.parameters())
     return {"layer": c.node.target, "rank": c.rank, "full_rank": c.dec.full_rank,
-            "flops": f"{2 * before}→{2 * after}",
+            "flops": f"{2 * c.macs}→{2 * c.decoupled_macs(c.rank)}",
             "params": f"{sum(p.numel() for p in c.conv.parameters())}→{params_after}",
             "weight_rel_err": round(_effective_error(c.conv, dw, pw), 6), "output_rel_err": round(output_err[0], 6),
             "network_rel_err": round(output_err[1], 6)}

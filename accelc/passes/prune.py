@@ -33,7 +33,8 @@ class PruneOptions:
     ratio: float = field(default=0.3, metadata={
         "help": "fraction of channels to remove: from every group, or with global=true from all prunable "
                 "channels together (0 ≤ ratio < 1)",
-        "check": in_range(0.0, 1.0, hi_open=True)})
+        "check": lambda v: None if 0.0 <= v < 1.0 else
+        "must be in [0, 1): the fraction of channels removed (1 would remove them all; each layer keeps ≥ 1)"})
     criterion: Literal["l1", "l2", "bn_scale", "taylor"] = field(default="l1", metadata={
         "help": "channel importance: filter norm (l1, l2), BatchNorm |γ| (bn_scale: put prune before fuse), "
                 "or first-order Taylor on --calib/--train data (taylor)"})
@@ -165,8 +166,8 @@ class Prune(Pass):
         if o.criterion == "bn_scale":
             if not _has_bn(gm):
                 raise PipelineError(
-                    "prune(criterion=bn_scale) needs BatchNorm layers, but this graph has none (the fuse pass folds "
-                    "them into the convolutions)",
+                    "prune(criterion=bn_scale) needs BatchNorm layers, but this graph has none (the model has "
+                    "none, or the fuse pass already folded them into the convolutions)",
                     hint="put prune before fuse, e.g. --pipeline 'prune(criterion=bn_scale,ratio=0.5),fuse', "
                          "or use criterion=l1 (after fuse the filters carry the folded BatchNorm scale)")
             kept, scores = [], []

@@ -212,7 +212,8 @@ class _Builder:
         want = next((r for t, r in rank_ok.items() if isinstance(mod, t)), None)
         if len(node.args) != 1 or node.kwargs or not isinstance(x, fx.Node) or self.channels(x) is None \
                 or self.channels(node) is None or (want is not None and len(shape_of(x)) != want):
-            self.freeze_all(node, f"{type(mod).__name__} {node.target} has an input layout the pruner does not handle")
+            self.freeze_all(node, f"{type(mod).__name__} {node.target} takes {'×'.join(map(str, shape_of(x) or ('?',)))}"
+                                  " (channel rules cover Conv2d on N×C×H×W and Linear on N×F)")
             return
         if node.target in self.ignore:
             self.freeze(node, f"ignored layer {node.target}")
