@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from accelc.compiler.analysis.channels import layer_nodes
+from accelc.compiler.analysis.channels import layer_nodes, resolve_layers
 from accelc.compiler.analysis.cost import graph_cost
 from accelc.compiler.analysis.shapes import shape_of
 from accelc.compiler.context import CompileContext
@@ -56,7 +56,8 @@ class DSConvOptions:
     only_if_cheaper: bool = field(default=True, metadata={
         "help": "skip layers whose decomposition would not reduce FLOPs (false: decompose them anyway, "
                 "e.g. to check exactness at full rank)"})
-    ignore: list[str] = field(default_factory=list, metadata={"help": "layers (module paths) to leave as they are"})
+    ignore: list[str] = field(default_factory=list, metadata={
+        "help": "layers to leave as they are (module paths such as [layer1.0.conv1], or node names)"})
 
     def __post_init__(self):
         given = [n for n in ("rank", "flops", "tol") if getattr(self, n) is not None]
@@ -112,16 +113,13 @@ class DSConv(Pass):
 
     def run(self, gm: fx.GraphModule, ctx: CompileContext) -> fx.GraphModule:
         o = self.options
-        unknown = [n for n in o.ignore if n not in layer_nodes(gm)]
-        if unknown:
-            raise PipelineError(f"dsconv: ignore={unknown[0]!r} names no layer of this graph",
-                                hint=f"layers (module paths): {', '.join(list(layer_nodes(gm))[:12]) or 'none'}")
+        ignore = set(resolve_layers(gm, o.ignore, owner=self.name))
         if o.refine and ctx.calib is None and ctx.train is None:
             raise PipelineError("dsconv(refine=true) needs data to fit the pointwise weights on",
                                 hint="pass --calib data.npz (or --train; 'digits' for the demo), or drop refine")
         conv_flops_before = conv_flops(gm, ctx.example_inputs)
         original = copy.deepcopy(gm)
-        candidates, skipped = self._candidates(gm)
+        candidates, skipped = self._candidates(gm, ignore)
         budget_met = self._choose_ranks(candidates)
         chosen = [c for c in candidates if c.rank is not None]
         for c in candidates:
@@ -130,7 +128,8 @@ class DSConv(Pass):
                                 if o.flops is not None else "the chosen rank would not reduce its FLOPs"})
         replaced = {c.node.target: _replace(gm, c) for c in chosen}
         if o.refine and chosen:
-            _refine(gm, original, replaced, ctx.calib or ctx.train, o.samples, ctx.batch_size)
+            data = ctx.calib if ctx.calib is not None else ctx.train
+            _refine(gm, original, replaced, data, o.samples, ctx.batch_size)
         errors = _output_errors(original, gm, replaced, ctx)
         gm.delete_all_unused_submodules()
         self.details = {"layers": [_layer_details(c, *replaced[c.node.target], errors[c.node.target]) for c in chosen],
@@ -140,11 +139,11 @@ class DSConv(Pass):
             self.details["budget_met"] = budget_met
         return gm
 
-    def _candidates(self, gm: fx.GraphModule) -> tuple[list[_Candidate], list[dict]]:
+    def _candidates(self, gm: fx.GraphModule, ignore: set[str]) -> tuple[list[_Candidate], list[dict]]:
         out, skipped = [], []
         for path, nodes in layer_nodes(gm).items():
             conv = gm.get_submodule(path)
-            if not isinstance(conv, nn.Conv2d) or path in self.options.ignore:
+            if not isinstance(conv, nn.Conv2d) or path in ignore:
                 continue
             k = conv.kernel_size[0] * conv.kernel_size[1]
             if conv.groups != 1 or k == 1:

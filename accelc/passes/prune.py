@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from accelc.compiler.analysis.channels import ChannelGraph, Group, channel_graph, layer_nodes
+from accelc.compiler.analysis.channels import ChannelGraph, Group, channel_graph, layer_nodes, resolve_layers
 from accelc.compiler.analysis.cost import graph_cost
 from accelc.compiler.context import CompileContext
 from accelc.compiler.options import in_range
@@ -95,23 +95,6 @@ def select_global(groups: list[Group], scores: list[torch.Tensor], ratio: float,
     return [sorted(d) for d in dropped]
 
 
-def _resolve_ignore(gm: fx.GraphModule, names: list[str]) -> list[str]:
-    """Module paths for ``ignore=`` names (module paths or node names); unknown → PipelineError."""
-    sites = layer_nodes(gm)
-    by_node = {n.name: path for path, nodes in sites.items() for n in nodes}
-    resolved = []
-    for name in names:
-        if name in sites:
-            resolved.append(name)
-        elif name in by_node:
-            resolved.append(by_node[name])
-        else:
-            known = ", ".join(list(sites)[:12]) + (", …" if len(sites) > 12 else "")
-            raise PipelineError(f"prune: ignore={name!r} names no layer of this graph",
-                                hint=f"layers (module paths): {known or 'none'}")
-    return resolved
-
-
 def _has_bn(gm: fx.GraphModule) -> bool:
     return any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in gm.modules())
 
@@ -134,7 +117,7 @@ class Prune(Pass):
 
     def run(self, gm: fx.GraphModule, ctx: CompileContext) -> fx.GraphModule:
         o = self.options
-        ignore = _resolve_ignore(gm, o.ignore)
+        ignore = resolve_layers(gm, o.ignore, owner=self.name)
         before = graph_cost(gm, ctx.example_inputs)
         reference = copy.deepcopy(gm) if o.measure_latency else None
         cg = channel_graph(gm, ctx.example_inputs, ignore=ignore)
@@ -179,7 +162,7 @@ class Prune(Pass):
                     kept.append(g)
                     scores.append(s)
             return kept, scores, skipped
-        data = ctx.calib or ctx.train
+        data = ctx.calib if ctx.calib is not None else ctx.train
         if data is None:
             raise PipelineError("prune(criterion=taylor) needs data for its gradients",
                                 hint="pass --calib data.npz (or --train; 'digits' for the demo), or use criterion=l1")

@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from accelc.compiler.analysis.shapes import propagate_shapes, shape_of
+from accelc.errors import PipelineError
 
 Vertex = tuple[str, int]  # (node name, channel index)
 Kind = Literal["out", "in"]
@@ -126,6 +127,22 @@ def layer_nodes(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), _LAYERS):
             sites[node.target].append(node)
     return dict(sites)
+
+
+def resolve_layers(gm: fx.GraphModule, names: Iterable[str], *, owner: str, option: str = "ignore") -> list[str]:
+    """Module paths for layer names given in a pass option (module paths such as
+    ``layer1.0.conv1``, or node names such as ``layer1_0_conv1``); an unknown name is a
+    :class:`PipelineError` listing the layers there are."""
+    sites = layer_nodes(gm)
+    by_node = {n.name: path for path, nodes in sites.items() for n in nodes}
+    resolved = []
+    for name in names:
+        if name not in sites and name not in by_node:
+            known = ", ".join(list(sites)[:12]) + (", …" if len(sites) > 12 else "")
+            raise PipelineError(f"{owner}: {option}={name!r} names no layer of this graph",
+                                hint=f"layers (module paths): {known or 'none'}")
+        resolved.append(name if name in sites else by_node[name])
+    return resolved
 
 
 def channel_graph(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor] | None = None, *,
