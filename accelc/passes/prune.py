@@ -45,7 +45,7 @@ class PruneOptions:
         "help": "keep a multiple of this many channels per group (e.g. 16 for the fpga target)",
         "check": in_range(1)})
     ignore: list[str] = field(default_factory=list, metadata={
-        "help": "layers (module paths, e.g. [layer1.0.conv1,fc]) whose output channels are kept"})
+        "help": "layers whose output channels are kept (module paths such as [layer1.0.conv1,fc], or node names)"})
     samples: int = field(default=256, metadata={"help": "data samples for criterion=taylor", "check": in_range(1)})
     batch_size: int = field(default=32, metadata={"help": "batch size for criterion=taylor", "check": in_range(1)})
     measure_latency: bool = field(default=False, metadata={
