@@ -1,16 +1,16 @@
-"""Hypothesis strategies for random, valid small CNNs — the shared differential-testing
-workload: every pass, now and later, is run on these and must preserve (exact passes) or
-boundedly change (lossy passes) the outputs.
+"""Hypothesis strategies shared by the tests: random small, valid CNNs.
 
-A model is a plan: a list of blocks (conv incl. grouped/depthwise, bn, relu/relu6, pools,
-residual add, cat of two conv branches) followed by a head (flatten → linear, or global
-average pool → linear). ``RandomNet(plan)`` interprets the plan in ``forward`` with a static
-Python loop, so torch.fx and torch.export both trace it.
+``random_cnns()`` draws ``(model, example_input)`` pairs. A model is a chain of blocks drawn
+from: conv (1×1 or 3×3, stride 1/2, with or without bias, groups 1 / grouped / depthwise),
+BatchNorm (random statistics, so it is not an identity), relu / relu6, max/avg pooling, a
+residual block (``relu(x + conv(relu(bn(conv(x)))))``) and a concat block
+(``cat([conv_a(x), conv_b(x)], 1)``); then a head: global average pool → flatten → linear,
+or flatten → linear → relu → linear. Every model runs on its example input (eval mode).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -18,121 +18,132 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str  # conv | bn | relu | relu6 | maxpool | avgpool | residual | cat
-    out_channels: int = 0
-    kernel: int = 1
-    stride: int = 1
-    groups: int = 1
-
-
-@dataclass(frozen=True)
-class Plan:
+@dataclass
+class CNNSpec:
     in_channels: int
     size: int
-    blocks: tuple[Block, ...]
-    head: str  # flatten | gap
-    classes: int
+    blocks: list[tuple] = field(default_factory=list)
+    head: str = "pool"  # "pool" (avg pool → flatten → fc) or "flatten" (flatten → fc → relu → fc)
+    hidden: int = 8
+    classes: int = 5
+    seed: int = 0
 
 
-def _init_bn(bn: nn.BatchNorm2d, gen: torch.Generator) -> nn.BatchNorm2d:
-    c = bn.num_features
-    bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-    bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-    bn.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
-    bn.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
+def _bn(c: int, gen: torch.Generator) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(c)
+    bn.weight.data = torch.rand(c, generator=gen) + 0.5
+    bn.bias.data = torch.randn(c, generator=gen) * 0.1
+    bn.running_mean = torch.randn(c, generator=gen) * 0.1
+    bn.running_var = torch.rand(c, generator=gen) + 0.5
     return bn
 
 
-class RandomNet(nn.Module):
-    def __init__(self, plan: Plan, seed: int = 0):
+class RandomCNN(nn.Module):
+    """The model a :class:`CNNSpec` describes."""
+
+    def __init__(self, spec: CNNSpec):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.plan = plan
-        self.layers = nn.ModuleList()
-        c, s = plan.in_channels, plan.size
-        for b in plan.blocks:
-            if b.kind == "conv":
-                self.layers.append(nn.Conv2d(c, b.out_channels, b.kernel, b.stride, b.kernel // 2, groups=b.groups))
-                c = b.out_channels
-                s = (s + 2 * (b.kernel // 2) - b.kernel) // b.stride + 1
-            elif b.kind == "bn":
-                self.layers.append(_init_bn(nn.BatchNorm2d(c), gen))
-            elif b.kind == "residual":
-                self.layers.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), _init_bn(nn.BatchNorm2d(c), gen)))
-            elif b.kind == "cat":
-                self.layers.append(nn.ModuleList([nn.Conv2d(c, b.out_channels, 1), nn.Conv2d(c, b.out_channels, 3, 1, 1)]))
-                c = 2 * b.out_channels
-            elif b.kind in ("maxpool", "avgpool"):
-                self.layers.append(nn.Identity())
-                s = s // 2
-            else:
-                self.layers.append(nn.Identity())
-        feat = c if plan.head == "gap" else c * s * s
-        self.fc = nn.Linear(feat, plan.classes)
+        torch.manual_seed(spec.seed)
+        gen = torch.Generator().manual_seed(spec.seed)
+        self.spec = spec
+        self.layers = nn.ModuleDict()
+        c, s = spec.in_channels, spec.size
+        for i, block in enumerate(spec.blocks):
+            kind = block[0]
+            if kind == "conv":
+                _, cout, k, stride, groups, bias = block
+                self.layers[f"conv{i}"] = nn.Conv2d(c, cout, k, stride, k // 2, groups=groups, bias=bias)
+                c, s = cout, (s + 2 * (k // 2) - k) // stride + 1
+            elif kind == "bn":
+                self.layers[f"bn{i}"] = _bn(c, gen)
+            elif kind in ("maxpool", "avgpool"):
+                s //= 2
+            elif kind == "res":
+                self.layers[f"res{i}a"] = nn.Conv2d(c, c, 3, 1, 1)
+                self.layers[f"res{i}bn"] = _bn(c, gen)
+                self.layers[f"res{i}b"] = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+            elif kind == "cat":
+                _, ca, cb = block
+                self.layers[f"cat{i}a"] = nn.Conv2d(c, ca, 3, 1, 1)
+                self.layers[f"cat{i}b"] = nn.Conv2d(c, cb, 1)
+                c = ca + cb
+        if spec.head == "pool":
+            self.fc = nn.Linear(c, spec.classes)
+        else:
+            self.fc1 = nn.Linear(c * s * s, spec.hidden)
+            self.fc = nn.Linear(spec.hidden, spec.classes)
         self.eval()
 
     def forward(self, x):
-        for b, layer in zip(self.plan.blocks, self.layers):
-            if b.kind in ("conv", "bn"):
-                x = layer(x)
-            elif b.kind == "relu":
-                x = F.relu(x)
-            elif b.kind == "relu6":
+        for i, block in enumerate(self.spec.blocks):
+            kind = block[0]
+            if kind in ("conv", "bn"):
+                x = self.layers[f"{kind}{i}"](x)
+            elif kind == "relu":
+                x = torch.relu(x)
+            elif kind == "relu6":
                 x = F.relu6(x)
-            elif b.kind == "maxpool":
+            elif kind == "maxpool":
                 x = F.max_pool2d(x, 2)
-            elif b.kind == "avgpool":
+            elif kind == "avgpool":
                 x = F.avg_pool2d(x, 2)
-            elif b.kind == "residual":
-                x = F.relu(x + layer(x))
-            elif b.kind == "cat":
-                x = torch.cat([layer[0](x), layer[1](x)], dim=1)
-        if self.plan.head == "gap":
-            x = F.adaptive_avg_pool2d(x, 1)
-        return self.fc(torch.flatten(x, 1))
+            elif kind == "res":
+                y = torch.relu(self.layers[f"res{i}bn"](self.layers[f"res{i}a"](x)))
+                x = torch.relu(x + self.layers[f"res{i}b"](y))
+            elif kind == "cat":
+                x = torch.cat([self.layers[f"cat{i}a"](x), self.layers[f"cat{i}b"](x)], 1)
+        if self.spec.head == "pool":
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.fc(torch.relu(self.fc1(torch.flatten(x, 1))))
 
 
 @st.composite
-def plans(draw, max_blocks: int = 7) -> Plan:
-    in_c = draw(st.sampled_from([1, 3, 4]))
-    size = draw(st.sampled_from([8, 12, 16]))
-    c, s = in_c, size
-    blocks = []
-    for _ in range(draw(st.integers(1, max_blocks))):
-        options = ["conv", "conv", "bn", "relu", "relu6", "residual", "cat"]
-        if s >= 4:
-            options += ["maxpool", "avgpool"]
-        kind = draw(st.sampled_from(options))
+def cnn_specs(draw, max_blocks: int = 6) -> CNNSpec:
+    """A random :class:`CNNSpec` (channels ≤ 12, spatial size 6…12)."""
+    spec = CNNSpec(in_channels=draw(st.integers(1, 3)), size=draw(st.integers(6, 12)),
+                   head=draw(st.sampled_from(["pool", "flatten"])), hidden=draw(st.integers(3, 8)),
+                   classes=draw(st.integers(2, 6)), seed=draw(st.integers(0, 2 ** 16)))
+    c, s = spec.in_channels, spec.size
+    kinds = ["conv", "conv", "bn", "relu", "relu6", "maxpool", "avgpool", "res", "cat"]
+    spec.blocks.append(("conv", draw(st.integers(2, 8)), 3, 1, 1, True))  # a first conv off the input
+    c = spec.blocks[0][1]
+    for _ in range(draw(st.integers(0, max_blocks))):
+        kind = draw(st.sampled_from(kinds))
         if kind == "conv":
-            depthwise = c > 1 and draw(st.booleans())
-            if depthwise:
-                out, groups = c, c
-            else:
-                groups = draw(st.sampled_from([g for g in (1, 2) if c % g == 0]))
-                out = groups * draw(st.integers(1, 6))
             k = draw(st.sampled_from([1, 3]))
             stride = draw(st.sampled_from([1, 2])) if s >= 4 else 1
-            blocks.append(Block("conv", out, k, stride, groups))
-            c, s = out, (s + 2 * (k // 2) - k) // stride + 1
-        elif kind == "cat":
-            out = draw(st.integers(1, 4))
-            blocks.append(Block("cat", out))
-            c = 2 * out
-        else:
-            blocks.append(Block(kind))
-            if kind in ("maxpool", "avgpool"):
+            style = draw(st.sampled_from(["dense", "dense", "depthwise", "grouped"]))
+            if style == "depthwise":
+                groups, cout = c, c * draw(st.sampled_from([1, 1, 2]))
+            elif style == "grouped" and c % 2 == 0 and c >= 4:
+                groups = 2
+                cout = 2 * draw(st.integers(1, 4))
+            else:
+                groups, cout = 1, draw(st.integers(2, 12))
+            spec.blocks.append(("conv", cout, k, stride, groups, draw(st.booleans())))
+            c, s = cout, (s + 2 * (k // 2) - k) // stride + 1
+        elif kind in ("maxpool", "avgpool"):
+            if s >= 2:
+                spec.blocks.append((kind,))
                 s //= 2
-    return Plan(in_c, size, tuple(blocks), draw(st.sampled_from(["flatten", "gap"])), draw(st.integers(2, 10)))
+        elif kind == "cat":
+            ca, cb = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+            spec.blocks.append(("cat", ca, cb))
+            c = ca + cb
+        else:
+            spec.blocks.append((kind,))
+    return spec
 
 
-@st.composite
-def models(draw, max_blocks: int = 7, batch: int = 2):
-    """(model, example_inputs) for a random plan, with seeded weights and inputs."""
-    plan = draw(plans(max_blocks))
-    seed = draw(st.integers(0, 2**16))
-    model = RandomNet(plan, seed)
-    x = torch.randn(batch, plan.in_channels, plan.size, plan.size, generator=torch.Generator().manual_seed(seed))
-    return model, (x,)
+def random_cnns(max_blocks: int = 6):
+    """``(model, example_input)`` pairs of random valid CNNs (batch 2)."""
+    def build(spec: CNNSpec):
+        x = torch.randn(2, spec.in_channels, spec.size, spec.size, generator=torch.Generator().manual_seed(spec.seed))
+        return RandomCNN(spec), x
+
+    return cnn_specs(max_blocks).map(build)
+
+
+def models(max_blocks: int = 6):
+    """``(model, (example_input,))`` — :func:`random_cnns` in the call form compile() takes."""
+    return random_cnns(max_blocks).map(lambda pair: (pair[0], (pair[1],)))

@@ -10,6 +10,7 @@ validator (``fn(value) -> error message | None``). Unknown names and bad values 
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -88,6 +89,17 @@ def type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def option_name(field_name: str) -> str:
+    """The option's spelling in pipelines: a field named ``global_`` is the option ``global``
+    (option names that are Python keywords get a trailing underscore in the dataclass)."""
+    base = field_name[:-1] if field_name.endswith("_") else field_name
+    return base if keyword.iskeyword(base) else field_name
+
+
+def _field_name(option: str) -> str:
+    return option + "_" if keyword.iskeyword(option) else option
+
+
 def describe_options(cls) -> list[str]:
     """One line per option: ``name: type = default — help``."""
     hints = typing.get_type_hints(cls)
@@ -96,7 +108,7 @@ def describe_options(cls) -> list[str]:
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         help_ = f.metadata.get("help", "")
-        lines.append(f"{f.name}: {type_name(hints[f.name])} = {default!r}" + (f" — {help_}" if help_ else ""))
+        lines.append(f"{option_name(f.name)}: {type_name(hints[f.name])} = {default!r}" + (f" — {help_}" if help_ else ""))
     return lines
 
 
@@ -105,25 +117,28 @@ def build_options(cls, raw: dict[str, Any], *, owner: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
-    for key, text in raw.items():
+    for option, text in raw.items():
+        key = _field_name(option)
         if key not in fields:
-            valid = ", ".join(fields) or "none"
-            raise PipelineError(f"{owner}: unknown option {key!r}", hint=f"valid options of {owner}: {valid}")
+            valid = ", ".join(option_name(f) for f in fields) or "none"
+            raise PipelineError(f"{owner}: unknown option {option!r}", hint=f"valid options of {owner}: {valid}")
         try:
             value = parse_value(text, hints[key])
         except (ValueError, TypeError) as e:
-            raise PipelineError(f"{owner}: bad value {text!r} for option {key!r} ({e})",
-                                hint=f"{key} takes {type_name(hints[key])}") from None
+            raise PipelineError(f"{owner}: bad value {text!r} for option {option!r} ({e})",
+                                hint=f"{option} takes {type_name(hints[key])}") from None
         check = fields[key].metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            raise PipelineError(f"{owner}: bad value {text!r} for option {key!r}: {problem}")
+            raise PipelineError(f"{owner}: bad value {text!r} for option {option!r}: {problem}")
         values[key] = value
     return cls(**values)
 
 
 def options_dict(opts) -> dict[str, Any]:
-    return dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}
+    if not dataclasses.is_dataclass(opts):
+        return {}
+    return {option_name(k): v for k, v in dataclasses.asdict(opts).items()}
 
 
 def in_range(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_open=False):

@@ -1,3 +1,3 @@
 """Imports every built-in pass module so that each registers itself."""
 
-from accelc.passes import fuse, partition, quantize  # noqa: F401
+from accelc.passes import distill, dsconv, fuse, partition, prune, quantize  # noqa: F401
