@@ -13,7 +13,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from accelc.compiler.analysis.cost import graph_cost
+from accelc.compiler.analysis.cost import graph_cost, graph_summary
 from accelc.compiler.artifact import read_manifest, read_report, write_artifact
 from accelc.compiler.capture import LoadedModel, capture, load_model
 from accelc.compiler.context import CompileContext
@@ -199,7 +199,8 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
     def report() -> dict:
         rep = {"target": target, "target_options": tgt.options_dict(), "pipeline": str(pipe),
                "passes": [r.to_dict() for r in ctx.records],
-               "graph": {"original": original_cost.totals(), "final": final_cost.totals()}}
+               "graph": {"original": original_cost.totals(), "final": final_cost.totals()},
+               "graphs": {"original": graph_summary(ctx.reference, examples), "final": graph_summary(gm, examples)}}
         rep.update(getattr(tgt, "report_extras", lambda: {})())
         try:
             runner = type(tgt).load(state["tmp"], state["fields"])

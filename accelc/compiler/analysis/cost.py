@@ -206,3 +206,18 @@ def op_label(gm: fx.GraphModule, node: fx.Node) -> str:
         t = node.target
         return t if isinstance(t, str) else getattr(t, "__name__", str(t))
     return node.op
+
+
+def graph_summary(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor] | None = None) -> list[dict]:
+    """The graph as data, for reports and drawings: per node its name, kind, op label,
+    input node names, output shape and cost."""
+    costs = {c.name: c for c in graph_cost(gm, example_inputs).nodes}
+    rows = []
+    for n in gm.graph.nodes:
+        c = costs.get(n.name)
+        rows.append({"name": n.name, "kind": n.op, "op": op_label(gm, n) if n.op not in ("placeholder", "output")
+                     else n.op, "inputs": [a.name for a in n.all_input_nodes],
+                     "shape": list(c.shape) if c is not None and c.shape is not None else
+                     (list(shape_of(n)) if shape_of(n) else None),
+                     "flops": c.flops if c else 0, "params": c.params if c else 0})
+    return rows
