@@ -137,6 +137,19 @@ def _accuracy(ds: Dataset, batch: int, fns: dict[str, Any], quiet: bool) -> dict
     return result
 
 
+def _tuning_options(target: str, tune: int, tuning_db, tune_budget, seed: int) -> dict[str, Any]:
+    if not tune and tuning_db is None:
+        if tune_budget is not None:
+            raise UsageError("--tune-budget needs --tune TRIALS")
+        return {}
+    if target not in ("cpu", "cuda"):
+        raise UsageError(f"--tune/--tuning-db apply to the cpu and cuda targets, not {target}")
+    from accelc.targets.tvm_backend.tuning import TuningOptions
+
+    return {"tuning": TuningOptions(trials=int(tune), db=None if tuning_db is None else str(tuning_db),
+                                    budget_s=None if tune_budget is None else float(tune_budget), seed=seed)}
+
+
 def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
             target: str = "cpu", pipeline: str | Pipeline | None = None, *,
             output: str | Path | None = None, entry: str | None = None, weights: str | Path | None = None,
@@ -144,13 +157,16 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
             target_options: dict[str, Any] | None = None, calib: str | Path | None = None,
             eval: str | Path | None = None, train: str | Path | None = None, verify_each: bool = True,
             print_after: Sequence[str] | None = None, print_format: str = "code", seed: int = 0,
-            quiet: bool = True, reproducible: bool = False, printer=print) -> CompiledModel:
+            quiet: bool = True, reproducible: bool = False, printer=print, tune: int = 0,
+            tuning_db: str | Path | None = None, tune_budget: float | None = None) -> CompiledModel:
     """Compile a model for ``target`` and return the callable artifact.
 
     ``model`` is an ``nn.Module``, an ``ExportedProgram``, or a path (``.pt2``; a pickled
     module only with ``trust_pickle``); or pass ``entry="file.py:factory"``. The artifact is
     written to ``output`` when given, else to a temporary directory (``.save(dir)`` keeps it).
     ``reproducible`` records no wall-clock times, making report.json byte-identical as well.
+    ``tune`` (trials per task), ``tuning_db`` and ``tune_budget`` (seconds) tune the cpu/cuda
+    code with MetaSchedule and a persistent database (see ``targets/tvm_backend/tuning.py``).
     """
     torch.manual_seed(seed)
     tgt = make_target(target, target_options)
@@ -166,7 +182,8 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
         calib=load_dataset(calib, specs, option="--calib", role="calib") if calib is not None else None,
         eval=load_dataset(eval, specs, option="--eval", role="eval") if eval is not None else None,
         train=load_dataset(train, specs, option="--train", role="train") if train is not None else None,
-        options={"target_options": tgt.options_dict()})
+        options={"target_options": tgt.options_dict(), "reproducible": reproducible,
+                 **_tuning_options(target, tune, tuning_db, tune_budget, seed)})
     if ctx.eval is not None and ctx.eval.labels is None:
         raise UsageError(f"--eval {eval}: has no 'labels' array; accuracy needs labels")
     gm = capture(loaded.model, examples)

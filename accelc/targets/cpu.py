@@ -39,6 +39,11 @@ class CPUTarget(TVMTarget):
 
         return tvm.target.Target({"kind": "llvm", "mcpu": self.options.mcpu, "num-cores": self.options.num_cores})
 
+    def int8_lowering(self) -> str:
+        from accelc.targets.tvm_backend.vnni import target_has_vnni
+
+        return "vnni" if target_has_vnni(self.tvm_target()) else "reference"
+
     @classmethod
     def device(cls):
         import tvm

@@ -34,7 +34,17 @@ def add_parser(sub):
     add(p, "--reproducible", action="store_true", default=False,
         help="record no wall-clock times, so report.json is byte-identical too")
     add(p, "--json", action="store_true", default=False, help="print report.json to stdout")
+    _add_tuning_options(p)
     return p
+
+
+def _add_tuning_options(p) -> None:
+    """MetaSchedule tuning (cpu, cuda); see accelc/targets/tvm_backend/tuning.py."""
+    add(p, "--tune", type=int, default=0, metavar="TRIALS",
+        help="tune each operator with MetaSchedule, measuring up to TRIALS schedules (default: 0 = off)")
+    add(p, "--tuning-db", metavar="DIR", help="tuning database directory, reused across compiles "
+                                              "(default: ~/.cache/accelc/tuning/<target>)")
+    add(p, "--tune-budget", type=float, metavar="SECONDS", help="stop measuring after SECONDS")
 
 
 def run(args) -> int:
@@ -55,7 +65,8 @@ def run(args) -> int:
         weights=args.weights, trust_pickle=args.trust_pickle, input_shapes=split_list(args.input_shape) or None,
         target_options=target_options, calib=args.calib, eval=args.eval,
         train=args.train, verify_each=not args.no_verify, print_after=split_list(args.print_after),
-        print_format=args.print_format, seed=args.seed, quiet=args.quiet, reproducible=args.reproducible)
+        print_format=args.print_format, seed=args.seed, quiet=args.quiet, reproducible=args.reproducible,
+        tune=args.tune, tuning_db=args.tuning_db, tune_budget=args.tune_budget)
     report = compiled.report
     if args.json:
         print_json(report)
@@ -90,6 +101,10 @@ def _summary(report: dict, out: str) -> None:
         w(f"  fpga: {on}/{len(placed)} nodes on the accelerator in {len(report['fpga']['segments'])} segment(s); "
           f"simulated {run['total_cycles']:,} cycles = {run['accelerator_latency_ms']:.3f} ms at "
           f"{run['clock_mhz']:g} MHz, GEMM utilisation {run['gemm_utilization'] * 100:.1f}%\n")
+    tuning = report.get("tuning")
+    if tuning:
+        w(f"  tuning: {tuning['tasks_tuned']} task(s) tuned ({tuning['new_trials']} trials), {tuning['db_hits']} from "
+          f"the database, {tuning['tasks_untuned']} untuned, {tuning['seconds']:.0f} s; database {tuning['db']}\n")
     acc = report.get("accuracy")
     if acc:
         parts = [f"{k} {acc[k] * 100:.2f}%" for k in ("original", "final_graph", "artifact") if k in acc]

@@ -51,9 +51,13 @@ def compile_relax(mod, target, *, relax_pipeline="default"):
     try:
         return tvm.compile(mod, target=target, relax_pipeline=relax_pipeline)
     except Exception as e:  # TVM raises plain RuntimeError/TVMError from C++
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise TargetError(f"TVM build for {target.kind.name} failed: {first}",
+        raise TargetError(f"TVM build for {target.kind.name} failed: {_first_line(e)}",
                           hint="run with --debug for TVM's full message") from e
+
+
+def _first_line(e: Exception) -> str:
+    """The line of a TVM error that says what went wrong (its last one)."""
+    return str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
 
 
 def save_payload(executable, params: Sequence[np.ndarray], out_dir: Path) -> dict:

@@ -33,10 +33,15 @@ def register_converter(op_name: str):
     return deco
 
 
-def custom_converters() -> dict[str, Callable]:
-    import accelc.targets.tvm_backend.quantized  # noqa: F401  (registers the int8 op converters)
+def custom_converters(int8: str = "reference") -> dict[str, Callable]:
+    """accelc's converters; ``int8="vnni"`` swaps in the x86 VNNI conv/linear lowering
+    (same integer results, see :mod:`accelc.targets.tvm_backend.vnni`)."""
+    from accelc.targets.tvm_backend import quantized  # registers the int8 op converters
 
-    return dict(_CONVERTERS)
+    converters = dict(_CONVERTERS)
+    if int8 == "vnni":
+        converters.update(quantized.VNNI_CONVERTERS)
+    return converters
 
 
 def export_graph(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> torch.export.ExportedProgram:
@@ -44,15 +49,16 @@ def export_graph(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> 
         return torch.export.export(gm, tuple(example_inputs), strict=False)
 
 
-def to_relax(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]):
+def to_relax(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor], *, int8: str = "reference"):
     """Return ``(IRModule, params)``: params are numpy arrays in the order ``main`` takes them
-    after the user inputs."""
+    after the user inputs. ``int8`` selects the int8 conv/linear lowering (``reference`` or
+    ``vnni``)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
     ep = export_graph(gm, example_inputs)
     try:
-        mod = from_exported_program(ep, keep_params_as_input=True, custom_convert_map=custom_converters())
+        mod = from_exported_program(ep, keep_params_as_input=True, custom_convert_map=custom_converters(int8))
     except (AssertionError, KeyError, ValueError, NotImplementedError) as e:
         raise _unsupported_error(e) from e
     mod, params = relax.frontend.detach_params(mod)

@@ -142,3 +142,153 @@ def _qavg_pool2d(node, importer):
                                         _const(2 * count, "int64")))
     q = _emit(importer, op.clip(op.add(q, _const(zp, "int64")), -128, 127))
     return _emit(importer, op.astype(q, "int8"))
+
+
+# ----------------------------------------------------------------------------- x86 VNNI variants
+# Same semantics, computed with u8·s8 dot products (see vnni.py for the identity), selected by
+# ``custom_converters(int8="vnni")`` for targets with AVX512-VNNI. Grouped convolutions keep
+# the int32 lowering above.
+#
+# Layout: the VNNI layers read and write int8 NHWC (channels innermost, which the dot
+# product needs). Each converter that can work on NHWC records its NHWC result per fx node
+# and hands the importer an NCHW view (a transpose); consumers that understand NHWC take the
+# recorded tensor, the others the view. Views nobody uses are removed by dead-code
+# elimination, so a chain conv → add → pool → conv runs without transposes.
+_OPAQUE = 8  # relax OpPatternKind.kOpaque: FuseOps leaves these layers alone (they are scheduled as a whole)
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+
+
+def _nhwc_table(importer) -> dict:
+    table = getattr(importer, "_accelc_nhwc", None)
+    if table is None:
+        table = importer._accelc_nhwc = {}
+    return table
+
+
+def _nhwc_of(importer, node):
+    """The NHWC tensor recorded for ``node``, or None."""
+    return _nhwc_table(importer).get(node) if _rank(node) == 4 else None
+
+
+def _as_nhwc(importer, node):
+    known = _nhwc_of(importer, node)
+    return known if known is not None else _emit(importer, op.permute_dims(importer.env[node], _TO_NHWC))
+
+
+def _publish_nhwc(importer, node, y_nhwc):
+    """Record ``y_nhwc`` as ``node``'s NHWC value; return the NCHW view for the importer."""
+    _nhwc_table(importer)[node] = y_nhwc
+    return _emit(importer, op.permute_dims(y_nhwc, _TO_NCHW))
+
+
+def _rank(node) -> int:
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    return len(val.shape) if val is not None else -1
+
+
+def _vnni_attrs():
+    from accelc.targets.tvm_backend import vnni
+
+    return {"op_pattern": _OPAQUE, vnni.FUNC_ATTR: 1}
+
+
+def _vnni_params(importer, w, bias, mult, shift, x_zp: int, padded: int, pack):
+    """Packed weight, corrected bias and requantization vectors: functions of the parameters
+    only, evaluated once at build time (params.py)."""
+    from accelc.targets.tvm_backend import vnni
+
+    bb = importer.block_builder
+    wp = bb.emit_te(pack, w, primfunc_name_hint="vnni_pack_weight")
+    b = bb.emit_te(lambda w_, b_: vnni.corrected_bias_te(w_, b_, x_zp=x_zp, padded=padded), w, bias,
+                   primfunc_name_hint="vnni_bias")
+    vec = bb.emit_te(lambda m_, s_: list(vnni.requant_params_te(m_, s_, padded=padded)), mult, shift,
+                     primfunc_name_hint="vnni_requant_params")
+    return wp, b, [_emit(importer, relax.TupleGetItem(vec, i)) for i in range(4)]
+
+
+def vnni_qconv2d(node, importer):
+    from accelc.targets.tvm_backend import vnni
+
+    x_zp, y_zp, lo, hi, stride, padding, groups = node.args[5:12]
+    if groups != 1:
+        return _qconv2d(node, importer)
+    env, bb = importer.env, importer.block_builder
+    w, bias, mult, shift = (env[a] for a in node.args[1:5])
+    o_, _c, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
+    known = _nhwc_of(importer, node.args[0])
+    x, layout = (known, "NHWC") if known is not None else (env[node.args[0]], "NCHW")
+    wp, b, vec = _vnni_params(importer, w, bias, mult, shift, x_zp, -(-o_ // 16) * 16, vnni.pack_conv_weight_te)
+    y = bb.emit_te(
+        lambda *a: vnni.conv_te(*a, out_channels=o_, kernel=(kh, kw), stride=tuple(stride), padding=tuple(padding),
+                                x_zp=x_zp, y_zp=y_zp, lo=lo, hi=hi, in_layout=layout),
+        x, wp, b, *vec, primfunc_name_hint="qconv2d_vnni", primfunc_attrs=_vnni_attrs())
+    return _publish_nhwc(importer, node, y)
+
+
+def vnni_qlinear(node, importer):
+    from accelc.targets.tvm_backend import vnni
+
+    env, bb = importer.env, importer.block_builder
+    x, w, bias, mult, shift = (env[a] for a in node.args[:5])
+    x_zp, y_zp, lo, hi = node.args[5:9]
+    n_, k_ = (int(d) for d in node.args[1].meta["val"].shape)
+    in_shape = [int(d) for d in node.args[0].meta["val"].shape]
+    if len(in_shape) != 2:
+        x = _emit(importer, op.reshape(x, [-1, k_]))
+    wp, b, vec = _vnni_params(importer, w, bias, mult, shift, x_zp, -(-n_ // 16) * 16, vnni.pack_dense_weight_te)
+    y = bb.emit_te(lambda *a: vnni.dense_te(*a, out_features=n_, x_zp=x_zp, y_zp=y_zp, lo=lo, hi=hi),
+                   x, wp, b, *vec, primfunc_name_hint="qlinear_vnni", primfunc_attrs=_vnni_attrs())
+    return y if len(in_shape) == 2 else _emit(importer, op.reshape(y, [*in_shape[:-1], n_]))
+
+
+def nhwc_qadd(node, importer):
+    a, b = node.args[0], node.args[1]
+    shape_a, shape_b = (tuple(n.meta["val"].shape) if hasattr(n, "meta") else None for n in (a, b))
+    if shape_a != shape_b or (_nhwc_of(importer, a) is None and _nhwc_of(importer, b) is None):
+        return _qadd(node, importer)
+    av, bv = _as_nhwc(importer, a), _as_nhwc(importer, b)
+    a_zp, a_mult, b_zp, b_mult, shift, y_zp, lo, hi = node.args[2:10]
+    x = _emit(importer, op.multiply(_minus_zp(importer, av, a_zp, "int64"), _const(a_mult, "int64")))
+    y = _emit(importer, op.multiply(_minus_zp(importer, bv, b_zp, "int64"), _const(b_mult, "int64")))
+    out = requantize(importer, _emit(importer, op.add(x, y)), _const(1, "int64"), _const(shift, "int64"), y_zp, lo, hi)
+    return _publish_nhwc(importer, node, out)
+
+
+def nhwc_requantize(node, importer):
+    if _nhwc_of(importer, node.args[0]) is None:
+        return _requantize(node, importer)
+    x_zp, mult, shift, y_zp, lo, hi = node.args[1:7]
+    v = _minus_zp(importer, _as_nhwc(importer, node.args[0]), x_zp, "int64")
+    out = requantize(importer, v, _const(mult, "int64"), _const(shift, "int64"), y_zp, lo, hi)
+    return _publish_nhwc(importer, node, out)
+
+
+def nhwc_qmax_pool2d(node, importer):
+    if _nhwc_of(importer, node.args[0]) is None:
+        return _qmax_pool2d(node, importer)
+    kernel, stride, padding, ceil_mode = node.args[1:5]
+    y = _emit(importer, op.nn.max_pool2d(_as_nhwc(importer, node.args[0]), pool_size=kernel, strides=stride,
+                                         padding=padding, ceil_mode=ceil_mode, layout="NHWC"))
+    return _publish_nhwc(importer, node, y)
+
+
+def nhwc_qavg_pool2d(node, importer):
+    if _nhwc_of(importer, node.args[0]) is None:
+        return _qavg_pool2d(node, importer)
+    (kh, kw), zp = node.args[1], node.args[2]
+    n_, c, h, w = node.args[0].meta["val"].shape
+    v = _minus_zp(importer, _as_nhwc(importer, node.args[0]), zp, "int64")
+    if h % kh or w % kw:
+        v = _emit(importer, op.strided_slice(v, axes=[1, 2], begin=[0, 0], end=[h - h % kh, w - w % kw]))
+    v = _emit(importer, op.reshape(v, [n_, h // kh, kh, w // kw, kw, c]))
+    s = _emit(importer, op.sum(v, axis=[2, 4]))
+    count = kh * kw
+    q = _emit(importer, op.floor_divide(op.add(op.multiply(s, _const(2, "int64")), _const(count, "int64")),
+                                        _const(2 * count, "int64")))
+    q = _emit(importer, op.clip(op.add(q, _const(zp, "int64")), -128, 127))
+    return _publish_nhwc(importer, node, _emit(importer, op.astype(q, "int8")))
+
+
+VNNI_CONVERTERS = {"qconv2d.default": vnni_qconv2d, "qlinear.default": vnni_qlinear, "qadd.default": nhwc_qadd,
+                   "requantize.default": nhwc_requantize, "qmax_pool2d.default": nhwc_qmax_pool2d,
+                   "qavg_pool2d.default": nhwc_qavg_pool2d}

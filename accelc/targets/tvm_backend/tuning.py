@@ -1,0 +1,323 @@
+"""MetaSchedule tuning with a persistent database (``--tune``, ``--tuning-db``, ``--tune-budget``).
+
+A *task* is one fused operator (a PrimFunc of the legalized, fused Relax module) with its
+shapes; MetaSchedule searches schedules for it and measures each candidate on this machine.
+Semantics:
+
+* ``trials`` — measured candidates per task. A task counts as tuned at level N once a session
+  asked for N trials and finished it (search spaces smaller than N end early); a later compile
+  that asks for ≤ N tunes nothing for it, one that asks for more continues from the database
+  (its best schedules seed the search).
+* ``db`` — a directory with MetaSchedule's JSON database (``database_workload.json``,
+  ``database_tuning_record.json``) plus ``accelc_trials.json`` (the levels above). Default:
+  ``$ACCELC_CACHE_DIR`` or ``$XDG_CACHE_HOME/accelc`` or ``~/.cache/accelc``, then
+  ``tuning/<target key>`` — one directory per target (kind, CPU/arch, cores) and TVM version.
+  A compile with ``trials=0`` and an explicit ``db`` applies it without tuning.
+  Concurrent compiles serialize on a lock file in the directory.
+* ``budget_s`` — wall-clock limit for measuring. After it, candidates are no longer built or
+  measured, and tasks stop when their current batch is in; what was measured is kept (the
+  task is continued by the next compile).
+* The compiled module takes, for every task, the fastest schedule in the database (ties are
+  impossible in practice: run times are measured floats), so the same database and model give
+  the same library bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelc.errors import TargetError, UsageError
+
+TRIALS_FILE = "accelc_trials.json"
+SKIPPED = "skipped: --tune-budget reached"
+
+
+@dataclass
+class TuningOptions:
+    trials: int = 0
+    db: str | None = None
+    budget_s: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.trials < 0:
+            raise UsageError(f"--tune {self.trials}: the number of trials must be ≥ 0")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise UsageError(f"--tune-budget {self.budget_s}: must be a positive number of seconds")
+
+    @property
+    def active(self) -> bool:
+        return self.trials > 0 or self.db is not None
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ACCELC_CACHE_DIR"):
+        return Path(os.environ["ACCELC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "accelc"
+
+
+def target_key(target) -> str:
+    """``llvm-sapphirerapids-2c-<hash>``: readable, and distinct per target and TVM version."""
+    import tvm
+
+    config = {k: str(v) for k, v in sorted(target.export().items())}
+    digest = hashlib.sha256(json.dumps([config, tvm.__version__], sort_keys=True).encode()).hexdigest()[:12]
+    what = [target.kind.name]
+    attrs = target.attrs
+    for key in ("mcpu", "arch"):
+        if key in attrs and str(attrs[key]):
+            what.append(str(attrs[key]))
+    if "num-cores" in attrs:
+        what.append(f"{int(attrs['num-cores'])}c")
+    return "-".join(what + [digest])
+
+
+def default_db_dir(target) -> Path:
+    return cache_dir() / "tuning" / target_key(target)
+
+
+# ----------------------------------------------------------------------------- database
+class TuningDatabase:
+    """MetaSchedule's JSON database in ``path`` plus accelc's per-workload trial levels, held
+    under an exclusive lock while open."""
+
+    def __init__(self, path: Path):
+        from tvm.s_tir import meta_schedule as ms
+
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / ".lock", "w")  # noqa: SIM115 - held until close()
+        except OSError as e:
+            raise UsageError(f"--tuning-db {self.path}: cannot use this directory ({e.strerror})") from e
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.ms = ms.database.JSONDatabase(path_workload=str(self.path / "database_workload.json"),
+                                           path_tuning_record=str(self.path / "database_tuning_record.json"),
+                                           module_equality="structural")
+        levels = self.path / TRIALS_FILE
+        self.levels: dict[str, int] = json.loads(levels.read_text()) if levels.is_file() else {}
+
+    @staticmethod
+    def key(task_mod) -> str:
+        import tvm_ffi
+
+        return f"{tvm_ffi.structural_hash(task_mod) & (2**64 - 1):016x}"
+
+    def level(self, task_mod) -> int:
+        return int(self.levels.get(self.key(task_mod), 0))
+
+    def best_us(self, task_mod, target) -> float | None:
+        rec = self.ms.query_tuning_record(task_mod, target, "main") if self.ms.has_workload(task_mod) else None
+        if rec is None or not rec.run_secs:
+            return None
+        secs = [float(s) for s in rec.run_secs]
+        return sum(secs) / len(secs) * 1e6
+
+    def close(self) -> None:
+        tmp = self.path / f".{TRIALS_FILE}.tmp"
+        tmp.write_text(json.dumps(self.levels, indent=1, sort_keys=True))
+        tmp.replace(self.path / TRIALS_FILE)
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----------------------------------------------------------------------------- the session
+@dataclass
+class TaskRow:
+    name: str
+    weight: int
+    flops: float
+    trials_new: int = 0
+    level: int = 0
+    best_us: float | None = None
+    source: str = "none"  # tuned | database | none
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["best_us"] = None if self.best_us is None else round(self.best_us, 3)
+        return d
+
+
+@dataclass
+class TuningReport:
+    db: str
+    trials: int
+    budget_s: float | None
+    seconds: float = 0.0
+    budget_reached: bool = False
+    tasks: list[TaskRow] = field(default_factory=list)
+
+    def to_dict(self, reproducible: bool = False) -> dict[str, Any]:
+        rows = [t.to_dict() for t in self.tasks]
+        return {"db": self.db, "trials_per_task": self.trials, "budget_s": self.budget_s,
+                "seconds": 0.0 if reproducible else round(self.seconds, 2), "budget_reached": self.budget_reached,
+                "tasks_total": len(rows), "tasks_tuned": sum(r["source"] == "tuned" for r in rows),
+                "db_hits": sum(r["source"] == "database" for r in rows),
+                "tasks_untuned": sum(r["source"] == "none" for r in rows),
+                "new_trials": sum(r["trials_new"] for r in rows), "tasks": rows}
+
+
+def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
+    """Tune the tasks of ``mod`` that the database lacks (at ``options.trials``), then apply the
+    database. Returns ``(mod, TuningReport)``; ``mod`` must be legalized and fused."""
+    import tvm
+    from tvm import relax
+    from tvm.s_tir import analysis
+    from tvm.s_tir import meta_schedule as ms
+
+    from accelc.targets.tvm_backend import vnni
+    from accelc.targets.tvm_backend.ms_glue import load_tensor_intrinsics
+
+    load_tensor_intrinsics()
+    vnni.register_sketch()
+    db_dir = Path(options.db) if options.db else default_db_dir(target)
+    report = TuningReport(db=str(db_dir), trials=options.trials, budget_s=options.budget_s)
+    start = time.monotonic()
+    with TuningDatabase(db_dir) as db:
+        tasks = ms.relax_integration.extract_tasks(mod, target)
+        rows, todo = [], []
+        for t in tasks:
+            task_mod = t.dispatched[0]
+            row = TaskRow(t.task_name, int(t.weight), float(analysis.estimate_tir_flops(task_mod)),
+                          level=db.level(task_mod))
+            rows.append(row)
+            if options.trials > row.level:
+                todo.append((t, row))
+        if todo:
+            if target.kind.name == "cuda":
+                _require_gpu()
+            _run_metaschedule(todo, target, options, db, report, quiet=quiet)
+        for t, row in zip(tasks, rows):
+            row.level = db.level(t.dispatched[0])
+            row.best_us = db.best_us(t.dispatched[0], target)
+            if row.source != "tuned" and row.best_us is not None:
+                row.source = "database"
+        with target, db.ms, tvm.transform.PassContext(opt_level=3):
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    report.tasks = rows
+    report.seconds = time.monotonic() - start
+    return mod, report
+
+
+def _require_gpu() -> None:
+    import tvm
+
+    if not tvm.cuda(0).exist:
+        raise TargetError("--tune for cuda measures candidates on a CUDA GPU, and none is available here",
+                          hint="tune on a machine with a GPU and reuse its database with --tuning-db DIR "
+                               "(--tune 0 applies a database without tuning)")
+
+
+def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, report: TuningReport,
+                      *, quiet: bool) -> None:
+    from tvm.s_tir import meta_schedule as ms
+
+    from accelc.targets.tvm_backend.ms_glue import in_process_builder, quiet_metaschedule_logs
+
+    per_task = max(options.trials - row.level for _, row in todo)
+    deadline = None if options.budget_s is None else time.monotonic() + options.budget_s
+    progress = _Progress(total=sum(min(per_task, options.trials - row.level) for _, row in todo), quiet=quiet)
+    measured = [0] * len(todo)
+    budget_hit: set[int] = set()
+
+    def on_measured(scheduler, task_id, builder_results) -> None:
+        n = sum(1 for b in builder_results if not (b.error_msg and str(b.error_msg).startswith(SKIPPED)))
+        measured[task_id] += n
+        progress.update(n, todo[task_id][0].task_name)
+        if deadline is not None and time.monotonic() > deadline:
+            for i, rec in enumerate(scheduler.tasks_):
+                if not rec.is_terminated:
+                    budget_hit.add(i)
+                    scheduler.terminate_task(i)
+
+    keep = os.environ.get("ACCELC_TUNING_LOGS")  # MetaSchedule's own logs, for debugging the tuner
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="accelc-ms-")) as work, \
+            quiet_metaschedule_logs():
+        extracted = [t for t, _ in todo]
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted, work, seed=options.seed, num_threads=_cores(target))
+        try:
+            ms.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=work,
+                max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
+                num_trials_per_iter=min(64, per_task), builder=in_process_builder(deadline=deadline, skipped=SKIPPED),
+                runner=_runner(target), database=db.ms,
+                measure_callbacks=[*ms.MeasureCallback.create("default"), _callback(on_measured)],
+                task_scheduler=ms.task_scheduler.GradientBased(seed=options.seed))
+        finally:
+            progress.close()
+    for i, (t, row) in enumerate(todo):
+        row.trials_new = measured[i]
+        row.source = "tuned" if measured[i] else row.source
+        key = db.key(t.dispatched[0])
+        if i in budget_hit:
+            db.levels[key] = row.level + measured[i]
+            report.budget_reached = True
+        else:
+            db.levels[key] = max(row.level, options.trials)
+
+
+def _cores(target) -> int:
+    attrs = target.attrs
+    if "num-cores" in attrs:
+        return int(attrs["num-cores"])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _runner(target):
+    from accelc.targets.tvm_backend.ms_glue import sync_local_runner
+
+    if target.kind.name == "cuda":
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.runner.LocalRunner(timeout_sec=60)
+    return sync_local_runner()
+
+
+def _callback(fn):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class _Measured(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            fn(task_scheduler, task_id, builder_results)
+
+    return _Measured()
+
+
+class _Progress:
+    def __init__(self, total: int, quiet: bool):
+        from accelc.progress import progress_enabled
+
+        self.bar = None
+        if progress_enabled(quiet):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="tune", unit="trial", leave=False, dynamic_ncols=True)
+
+    def update(self, n: int, task: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(task[:40], refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
