@@ -190,6 +190,7 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
     db_dir = Path(options.db) if options.db else default_db_dir(target)
     report = TuningReport(db=str(db_dir), trials=options.trials, budget_s=options.budget_s)
     start = time.monotonic()
+    mod = strip_foreign_schedule_rules(mod)
     with TuningDatabase(db_dir) as db:
         tasks = ms.relax_integration.extract_tasks(mod, target)
         rows, todo = [], []
@@ -214,6 +215,38 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
     report.tasks = rows
     report.seconds = time.monotonic() - start
     return mod, report
+
+
+def strip_foreign_schedule_rules(mod):
+    """TOPI tags some blocks (pooling) with ``schedule_rule`` names that no registered rule
+    implements; MetaSchedule then warns once per block and falls back to its default rules.
+    Dropping those tags up front gives the same search space without the warnings."""
+    import tvm
+    from tvm import s_tir, tirx
+
+    from accelc.targets.tvm_backend.vnni import RULE
+
+    updates = {}
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc) or "schedule_rule" not in func.script():
+            continue
+        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+        changed, todo = False, list(sch.get_child_blocks(sch.get_sblock("root")))
+        while todo:
+            block = todo.pop()
+            rule = sch.get(block).annotations.get("schedule_rule")
+            if rule is not None and str(rule) not in (RULE, "None"):
+                sch.unannotate(block, "schedule_rule")
+                changed = True
+            todo.extend(sch.get_child_blocks(block))
+        if changed:
+            updates[gv] = sch.mod["main"]
+    if not updates:
+        return mod
+    mod = mod.clone()
+    for gv, func in updates.items():
+        mod[gv] = func
+    return mod
 
 
 def _require_gpu() -> None:
@@ -251,8 +284,12 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="accelc-ms-")) as work, \
             quiet_metaschedule_logs():
         extracted = [t for t, _ in todo]
+        population = max(64, min(512, 8 * per_task))  # small trial counts need no large population
+        strategy = ms.search_strategy.EvolutionarySearch(
+            population_size=population, init_min_unmeasured=min(50, population // 2),
+            genetic_num_iters=4 if per_task >= 32 else 2)
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted, work, seed=options.seed, num_threads=_cores(target))
+            extracted, work, strategy=strategy, seed=options.seed, num_threads=_cores(target))
         try:
             ms.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=work,
