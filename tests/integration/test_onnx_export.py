@@ -36,3 +36,21 @@ def test_export_from_artifact_replays_recipe(cli, tmp_path):
     assert result["artifact_match"]["max_abs_err"] == 0.0 and result["agreement"]["verdict"] == "exact"
     proc = cli("export", art, "--pipeline", "fuse", "-o", tmp_path / "b.onnx", cwd=ROOT)
     assert proc.returncode == 2 and "replays its recorded recipe" in proc.stderr
+
+
+def test_pruned_float_graph_exports_and_runs_in_ort(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from accelc.export.onnx_qdq import export_onnx
+    from tests.helpers import run_pipeline
+    from tests.models import tiny_resnet
+
+    x = torch.randn(1, 1, 16, 16)
+    gm, ctx = run_pipeline(tiny_resnet(), (x,), "prune(ratio=0.5),fuse")
+    assert ctx.records[0].params_after < ctx.records[0].params_before
+    export_onnx(gm, (x,), str(tmp_path / "p.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, gm(x).detach().numpy(), rtol=1e-4, atol=1e-4)
