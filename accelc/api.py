@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from accelc.compiler.analysis.cost import graph_cost, graph_summary
 from accelc.compiler.artifact import read_manifest, read_report, write_artifact
+from accelc.compiler.batching import dataset_batches
 from accelc.compiler.capture import LoadedModel, capture, load_model
 from accelc.compiler.context import CompileContext
 from accelc.compiler.data import Dataset, load_dataset
@@ -127,10 +128,10 @@ def _runner_outputs(runner: Runner, batches) -> list[list[torch.Tensor]]:
 
 
 def _accuracy(ds: Dataset, batch: int, fns: dict[str, Any], quiet: bool) -> dict:
-    batches = list(ds.batches(batch, pad=True))
     labels = torch.from_numpy(ds.labels)
     result = {"dataset": ds.source, "samples": len(ds)}
     for name, fn in fns.items():
+        batches = list(ds.batches(batch, pad=True)) if isinstance(fn, Runner) else dataset_batches(fn, ds, batch)
         it = progress(batches, desc=f"eval {name}", quiet=quiet)
         outs = _runner_outputs(fn, it) if isinstance(fn, Runner) else run_samples(fn, it)
         result[name] = round(top1_accuracy(outs, labels), 6)

@@ -11,6 +11,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from accelc.compiler.analysis.shapes import propagate_shapes
+from accelc.compiler.batching import dataset_batches
 from accelc.compiler.context import CompileContext
 from accelc.compiler.options import in_range
 from accelc.compiler.verify import compare, run_samples
@@ -81,7 +82,7 @@ class QuantizePass(Pass):
             details["note"] = "no conv/linear layer to quantize"
         layers = {n.name: gm.get_submodule(n.target) for n in gm.graph.nodes if plan.kinds.get(n.name) in ("conv", "linear")}
         weights = {name: quantize_layer_weights(m, per_channel=o.per_channel, pow2=pow2) for name, m in layers.items()}
-        batches = list(ctx.calib.batches(ctx.batch_size, limit=o.calib_samples, pad=True))
+        batches = dataset_batches(gm, ctx.calib, ctx.batch_size, limit=o.calib_samples)
         observers = observe(gm, plan.observed, batches, spec, quiet=ctx.quiet)
         qparams = inherit_qparams(gm, plan, {name: activation_qparams(*obs.range(), symmetric=o.symmetric, pow2=pow2)
                                              for name, obs in observers.items()})
@@ -141,7 +142,7 @@ class QuantizePass(Pass):
         result = []
         labelled = None
         if data is not None:
-            labelled = list(data.batches(ctx.batch_size, limit=256, pad=True))
+            labelled = dataset_batches(gm, data, ctx.batch_size, limit=256)
             labels = torch.from_numpy(data.labels[:256])
         for name, kind in plan.kinds.items():
             if kind not in ("conv", "linear", "add", "cat"):
