@@ -12,7 +12,6 @@ Each target declares a default pipeline and typed options (``--target-opt key=va
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -122,7 +121,3 @@ def target_option_help(name: str) -> list[str]:
     from accelc.compiler.options import describe_options
 
     return describe_options(get_target_class(name).Options)
-
-
-def dataclass_fields(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]

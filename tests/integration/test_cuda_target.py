@@ -41,7 +41,7 @@ def test_cuda_builds_quantized_graphs(tmp_path):
     import numpy as np
 
     np.savez(calib, inputs=random_dataset(x.shape, 8).inputs[0])
-    compiled = accelc.compile(tiny_resnet(), (x,), target="cuda", target_options={"arch": "sm_90"},
+    accelc.compile(tiny_resnet(), (x,), target="cuda", target_options={"arch": "sm_90"},
                               pipeline="fuse,quantize(sensitivity=false)", calib=calib, output=tmp_path / "q")
     lib = (tmp_path / "q" / "lib.so").read_bytes()
     assert b"__global__" in lib and b"int8_t" in lib

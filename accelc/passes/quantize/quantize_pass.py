@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,7 +14,7 @@ from accelc.compiler.batching import dataset_batches
 from accelc.compiler.context import CompileContext
 from accelc.compiler.options import in_range
 from accelc.compiler.verify import compare, run_samples
-from accelc.errors import DataError, PipelineError, UsageError
+from accelc.errors import PipelineError, UsageError
 from accelc.passes.base import Pass, register_pass
 from accelc.passes.quantize.calibrate import bias_shift, conv_apply, linear_apply, observe
 from accelc.passes.quantize.cle import equalize
@@ -169,6 +168,3 @@ def _node_values(gm: fx.GraphModule, batch, names: set[str]) -> dict[str, torch.
     with torch.no_grad():
         Rec(gm).run(*batch)
     return values
-
-
-__all__ = ["QuantizeOptions", "QuantizePass", "DataError", "dataclasses"]

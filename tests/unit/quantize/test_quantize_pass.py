@@ -11,14 +11,13 @@ from hypothesis import given, settings
 
 from accelc.compiler.capture import capture
 from accelc.compiler.context import CompileContext
-from accelc.compiler.data import Dataset
 from accelc.compiler.pass_manager import PassManager
 from accelc.compiler.pipeline import Pipeline
 from accelc.errors import DataError, PipelineError, UsageError
 from accelc.passes.quantize.cle import equalize, find_pairs
 from accelc.passes.quantize.modules import QAdd, QConv2d, QLinear
 from tests.helpers import random_dataset, run_pipeline
-from tests.models import tiny_depthwise, tiny_lenet, tiny_resnet
+from tests.models import tiny_lenet, tiny_resnet
 from tests.strategies import models
 
 X16 = torch.randn(2, 1, 16, 16)
