@@ -66,7 +66,8 @@ class CompiledModel:
 
         def fill(tmp: Path) -> dict:
             for f in sorted(src.rglob("*")):
-                if f.is_file() and f.name not in ("manifest.json", "report.json"):
+                # report.html (`accelc report`) describes this copy's source, not a payload file
+                if f.is_file() and f.name not in ("manifest.json", "report.json", "report.html"):
                     dst = tmp / f.relative_to(src)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(f, dst)
