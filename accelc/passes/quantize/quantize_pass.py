@@ -83,8 +83,13 @@ class QuantizePass(Pass):
         weights = {name: quantize_layer_weights(m, per_channel=o.per_channel, pow2=pow2) for name, m in layers.items()}
         batches = dataset_batches(gm, ctx.calib, ctx.batch_size, limit=o.calib_samples)
         observers = observe(gm, plan.observed, batches, spec, quiet=ctx.quiet)
-        qparams = inherit_qparams(gm, plan, {name: activation_qparams(*obs.range(), symmetric=o.symmetric, pow2=pow2)
-                                             for name, obs in observers.items()})
+        exits = _region_exits(gm, plan) | {n.name for n in gm.graph.nodes if n.op == "placeholder"}
+        ranges = {name: ((obs.min, obs.max) if name in exits and obs.count else obs.range())
+                  for name, obs in observers.items()}
+        if spec.needs_histogram:
+            details["unclipped_exits"] = sorted(exits & set(observers))
+        qparams = inherit_qparams(gm, plan, {name: activation_qparams(*r, symmetric=o.symmetric, pow2=pow2)
+                                             for name, r in ranges.items()})
         details["constant_activations"] = [n for n, obs in observers.items() if obs.amax == 0.0]
         shifts = None
         if o.bias_correction:
@@ -153,6 +158,27 @@ class QuantizePass(Pass):
                 entry["top1"] = round(top1_accuracy(run_samples(single, labelled), labels), 6)
             result.append(entry)
         return result
+
+
+def _region_exits(gm: fx.GraphModule, plan) -> set[str]:
+    """Observed tensors that leave the int8 region (consumed by float nodes or the output),
+    followed through scale-preserving int8 ops. Clipping observers (percentile, mse, entropy)
+    suit inner activations, but clipping what leaves — typically the logits — would flatten the
+    very values the model's answer is read from, so these keep their full range (as do the
+    model's inputs: clipping the data itself, e.g. the bright pixels of an image whose
+    background dominates the histogram, destroys information no layer can recover)."""
+    inherits = ("relu", "maxpool", "avgpool", "pass")
+    exits = set()
+    for node in reversed(list(gm.graph.nodes)):
+        if node.name not in plan.kinds and node.name not in plan.absorbed:
+            continue
+        leaves = any(not plan.is_int8(u) for u in node.users) or any(
+            u.name in exits and plan.kinds.get(u.name) in inherits for u in node.users)
+        if leaves:
+            exits.add(node.name)
+            if node.name in plan.absorbed:
+                exits.add(plan.absorbed[node.name])
+    return exits
 
 
 def _node_values(gm: fx.GraphModule, batch, names: set[str]) -> dict[str, torch.Tensor]:
