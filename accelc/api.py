@@ -158,8 +158,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
     tgt = make_target(target, target_options)
     pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(
         tgt.default_pipeline if pipeline is None else pipeline)
-    if hasattr(tgt, "check_pipeline"):
-        tgt.check_pipeline(pipe)
+    tgt.check_pipeline(pipe)
     loaded = _resolve_model(model, entry, weights, trust_pickle)
     examples = _example_inputs(loaded, example_inputs, input_shapes)
     specs = [InputSpec.of(t) for t in examples]
@@ -203,7 +202,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
                "passes": [r.to_dict() for r in ctx.records],
                "graph": {"original": original_cost.totals(), "final": final_cost.totals()},
                "graphs": {"original": graph_summary(ctx.reference, examples), "final": graph_summary(gm, examples)}}
-        rep.update(getattr(tgt, "report_extras", lambda: {})())
+        rep.update(tgt.report_extras())
         try:
             runner = type(tgt).load(state["tmp"], state["fields"])
         except AccelcError as e:
@@ -217,7 +216,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
                 "vs_final_graph": compare(run_samples(gm, samples), art).to_dict(),
                 "vs_original": compare(run_samples(ctx.reference, samples), art).to_dict()}
             state["runner"] = runner
-            rep.update(getattr(tgt, "runtime_report", lambda r: {})(runner))
+            rep.update(tgt.runtime_report(runner))
         if ctx.eval is not None:
             fns = {"original": ctx.reference, "final_graph": gm}
             if runner is not None:

@@ -78,6 +78,9 @@ class Target:
     def options_dict(self) -> dict[str, Any]:
         return options_dict(self.options)
 
+    def check_pipeline(self, pipeline) -> None:
+        """Reject pipelines the target cannot lower (e.g. fpga without pow2 quantization)."""
+
     def support_map(self, gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> dict[str, Support]:
         raise NotImplementedError
 
@@ -87,6 +90,14 @@ class Target:
     @classmethod
     def load(cls, art_dir: Path, manifest: dict) -> Runner:
         raise NotImplementedError
+
+    def report_extras(self) -> dict[str, Any]:
+        """Target-specific report.json entries known after :meth:`lower` (e.g. placement)."""
+        return {}
+
+    def runtime_report(self, runner: Runner) -> dict[str, Any]:
+        """Target-specific report.json entries after the artifact ran on the sample inputs."""
+        return {}
 
 
 _TARGETS: dict[str, type[Target]] = {}
