@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from accelc.compiler.analysis.cost import graph_cost, graph_summary
 from accelc.compiler.artifact import read_manifest, read_report, write_artifact
+from accelc.compiler.batching import dataset_batches
 from accelc.compiler.capture import LoadedModel, capture, load_model
 from accelc.compiler.context import CompileContext
 from accelc.compiler.data import Dataset, load_dataset
@@ -65,7 +66,8 @@ class CompiledModel:
 
         def fill(tmp: Path) -> dict:
             for f in sorted(src.rglob("*")):
-                if f.is_file() and f.name not in ("manifest.json", "report.json"):
+                # report.html (`accelc report`) describes this copy's source, not a payload file
+                if f.is_file() and f.name not in ("manifest.json", "report.json", "report.html"):
                     dst = tmp / f.relative_to(src)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(f, dst)
@@ -127,10 +129,10 @@ def _runner_outputs(runner: Runner, batches) -> list[list[torch.Tensor]]:
 
 
 def _accuracy(ds: Dataset, batch: int, fns: dict[str, Any], quiet: bool) -> dict:
-    batches = list(ds.batches(batch, pad=True))
     labels = torch.from_numpy(ds.labels)
     result = {"dataset": ds.source, "samples": len(ds)}
     for name, fn in fns.items():
+        batches = list(ds.batches(batch, pad=True)) if isinstance(fn, Runner) else dataset_batches(fn, ds, batch)
         it = progress(batches, desc=f"eval {name}", quiet=quiet)
         outs = _runner_outputs(fn, it) if isinstance(fn, Runner) else run_samples(fn, it)
         result[name] = round(top1_accuracy(outs, labels), 6)
@@ -172,8 +174,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
     tgt = make_target(target, target_options)
     pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(
         tgt.default_pipeline if pipeline is None else pipeline)
-    if hasattr(tgt, "check_pipeline"):
-        tgt.check_pipeline(pipe)
+    tgt.check_pipeline(pipe)
     loaded = _resolve_model(model, entry, weights, trust_pickle)
     examples = _example_inputs(loaded, example_inputs, input_shapes)
     specs = [InputSpec.of(t) for t in examples]
@@ -218,7 +219,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
                "passes": [r.to_dict() for r in ctx.records],
                "graph": {"original": original_cost.totals(), "final": final_cost.totals()},
                "graphs": {"original": graph_summary(ctx.reference, examples), "final": graph_summary(gm, examples)}}
-        rep.update(getattr(tgt, "report_extras", lambda: {})())
+        rep.update(tgt.report_extras())
         try:
             runner = type(tgt).load(state["tmp"], state["fields"])
         except AccelcError as e:
@@ -232,7 +233,7 @@ def compile(model: Any = None, example_inputs: Sequence[torch.Tensor] | torch.Te
                 "vs_final_graph": compare(run_samples(gm, samples), art).to_dict(),
                 "vs_original": compare(run_samples(ctx.reference, samples), art).to_dict()}
             state["runner"] = runner
-            rep.update(getattr(tgt, "runtime_report", lambda r: {})(runner))
+            rep.update(tgt.runtime_report(runner))
         if ctx.eval is not None:
             fns = {"original": ctx.reference, "final_graph": gm}
             if runner is not None:

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.fx as fx
 
 from accelc.compiler.capture import capture

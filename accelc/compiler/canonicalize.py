@@ -29,103 +29,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.node import map_aggregate
 
+from accelc.compiler.canonical_ops import (ATEN, BINARY, DROP_DEFAULTS, NOOP_ATEN, NOOP_METHODS,
+                                           STATELESS_MODULES, UNARY)
+
 from accelc.compiler.analysis.shapes import evaluation_mode
 
 aten = torch.ops.aten
-
-# --------------------------------------------------------------------------- tables
-# Stateless modules → (function, kwargs built from the module).
-_STATELESS_MODULES: dict[type, Callable[[nn.Module], tuple[Callable, dict]]] = {
-    nn.ReLU: lambda m: (torch.relu, {}),
-    nn.ReLU6: lambda m: (F.relu6, {}),
-    nn.Sigmoid: lambda m: (torch.sigmoid, {}),
-    nn.Tanh: lambda m: (torch.tanh, {}),
-    nn.GELU: lambda m: (F.gelu, {"approximate": m.approximate} if m.approximate != "none" else {}),
-    nn.SiLU: lambda m: (F.silu, {}),
-    nn.Hardswish: lambda m: (F.hardswish, {}),
-    nn.Hardsigmoid: lambda m: (F.hardsigmoid, {}),
-    nn.Hardtanh: lambda m: (F.relu6, {}) if (m.min_val, m.max_val) == (0.0, 6.0)
-    else (F.hardtanh, {"min_val": m.min_val, "max_val": m.max_val}),
-    nn.MaxPool2d: lambda m: (F.max_pool2d, {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
-                                            "dilation": m.dilation, "ceil_mode": m.ceil_mode}),
-    nn.AvgPool2d: lambda m: (F.avg_pool2d, {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
-                                            "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}),
-    nn.AdaptiveAvgPool2d: lambda m: (F.adaptive_avg_pool2d, {"output_size": m.output_size}),
-    nn.Flatten: lambda m: (torch.flatten, {"start_dim": m.start_dim, "end_dim": m.end_dim}),
-    nn.Dropout: lambda m: (F.dropout, {"p": m.p, "training": False}),
-    nn.Softmax: lambda m: (torch.softmax, {"dim": m.dim}),
-    nn.LogSoftmax: lambda m: (torch.log_softmax, {"dim": m.dim}),
-}
-
-# Functions/methods that are one canonical function applied to the first argument.
-_UNARY = {
-    "relu": torch.relu, "relu_": torch.relu, F.relu: torch.relu, torch.relu_: torch.relu,
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, F.sigmoid: torch.sigmoid, F.tanh: torch.tanh,
-    "exp": torch.exp, "neg": torch.neg, "t": torch.t,
-    # the same function again, to drop inplace= and spell arguments one way
-    F.relu6: F.relu6, F.silu: F.silu, F.hardswish: F.hardswish, F.hardsigmoid: F.hardsigmoid,
-}
-_BINARY = {
-    operator.add: torch.add, operator.iadd: torch.add, "add": torch.add, "add_": torch.add,
-    operator.sub: torch.sub, "sub": torch.sub, operator.mul: torch.mul, operator.imul: torch.mul,
-    "mul": torch.mul, "mul_": torch.mul, operator.truediv: torch.div, "div": torch.div,
-    operator.matmul: torch.matmul, "matmul": torch.matmul,
-}
-_NOOP_METHODS = {"contiguous", "clone", "detach"}
-_NOOP_ATEN = {aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
-              aten.lift_fresh_copy.default}
-
-
-def _aten_table() -> dict:
-    """aten overload → (canonical function, [(aten kwarg, torch kwarg or None for positional)])."""
-    pos = None
-    return {
-        aten.relu.default: (torch.relu, [("input", pos)]),
-        aten.relu_.default: (torch.relu, [("input", pos)]),
-        aten.relu6.default: (F.relu6, [("input", pos)]),
-        aten.sigmoid.default: (torch.sigmoid, [("input", pos)]),
-        aten.tanh.default: (torch.tanh, [("input", pos)]),
-        aten.silu.default: (F.silu, [("input", pos)]),
-        aten.hardswish.default: (F.hardswish, [("input", pos)]),
-        aten.hardsigmoid.default: (F.hardsigmoid, [("input", pos)]),
-        aten.gelu.default: (F.gelu, [("input", pos), ("approximate", "approximate")]),
-        aten.exp.default: (torch.exp, [("input", pos)]),
-        aten.neg.default: (torch.neg, [("input", pos)]),
-        aten.add.Tensor: (torch.add, [("input", pos), ("other", pos), ("alpha", "alpha")]),
-        aten.sub.Tensor: (torch.sub, [("input", pos), ("other", pos), ("alpha", "alpha")]),
-        aten.mul.Tensor: (torch.mul, [("input", pos), ("other", pos)]),
-        aten.div.Tensor: (torch.div, [("input", pos), ("other", pos)]),
-        aten.matmul.default: (torch.matmul, [("input", pos), ("other", pos)]),
-        aten.mm.default: (torch.matmul, [("input", pos), ("mat2", pos)]),
-        aten.bmm.default: (torch.matmul, [("input", pos), ("mat2", pos)]),
-        aten.cat.default: (torch.cat, [("tensors", pos), ("dim", "dim")]),
-        aten.flatten.using_ints: (torch.flatten, [("input", pos), ("start_dim", "start_dim"), ("end_dim", "end_dim")]),
-        aten.view.default: (torch.reshape, [("input", pos), ("size", pos)]),
-        aten.reshape.default: (torch.reshape, [("input", pos), ("shape", pos)]),
-        aten._unsafe_view.default: (torch.reshape, [("input", pos), ("size", pos)]),
-        aten.permute.default: (torch.permute, [("input", pos), ("dims", pos)]),
-        aten.transpose.int: (torch.transpose, [("input", pos), ("dim0", pos), ("dim1", pos)]),
-        aten.t.default: (torch.t, [("input", pos)]),
-        aten.max_pool2d.default: (F.max_pool2d, [("input", pos), ("kernel_size", "kernel_size"), ("stride", "stride"),
-                                                 ("padding", "padding"), ("dilation", "dilation"),
-                                                 ("ceil_mode", "ceil_mode")]),
-        aten.avg_pool2d.default: (F.avg_pool2d, [("input", pos), ("kernel_size", "kernel_size"), ("stride", "stride"),
-                                                 ("padding", "padding"), ("ceil_mode", "ceil_mode"),
-                                                 ("count_include_pad", "count_include_pad"),
-                                                 ("divisor_override", "divisor_override")]),
-        aten.adaptive_avg_pool2d.default: (F.adaptive_avg_pool2d, [("input", pos), ("output_size", "output_size")]),
-        aten.mean.dim: (torch.mean, [("input", pos), ("dim", "dim"), ("keepdim", "keepdim")]),
-        aten.softmax.int: (torch.softmax, [("input", pos), ("dim", "dim")]),
-        aten.log_softmax.int: (torch.log_softmax, [("input", pos), ("dim", "dim")]),
-        aten._softmax.default: (torch.softmax, [("input", pos), ("dim", "dim")]),
-        aten._log_softmax.default: (torch.log_softmax, [("input", pos), ("dim", "dim")]),
-        aten.hardtanh.default: (F.hardtanh, [("input", pos), ("min_val", "min_val"), ("max_val", "max_val")]),
-        aten.dropout.default: (F.dropout, [("input", pos), ("p", "p")]),
-    }
-
-
-_ATEN = _aten_table()
-_DROP_DEFAULTS = {"stride": [], "alpha": 1, "divisor_override": None}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -336,8 +245,8 @@ def canonicalize(gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> 
             if type(mod) is nn.Identity:
                 node.replace_all_uses_with(node.args[0])
                 gm.graph.erase_node(node)
-            elif type(mod) in _STATELESS_MODULES:
-                fn, kwargs = _STATELESS_MODULES[type(mod)](mod)
+            elif type(mod) in STATELESS_MODULES:
+                fn, kwargs = STATELESS_MODULES[type(mod)](mod)
                 _replace(node, fn, (node.args[0],), kwargs)
         elif node.op == "call_method":
             _canonicalize_method(node, values)
@@ -359,13 +268,13 @@ def _is_pure(node: fx.Node) -> bool:
 
 def _canonicalize_method(node: fx.Node, values: dict) -> None:
     m, args = node.target, node.args
-    if m in _NOOP_METHODS:
+    if m in NOOP_METHODS:
         node.replace_all_uses_with(args[0])
         node.graph.erase_node(node)
-    elif m in _UNARY:
-        _replace(node, _UNARY[m], (args[0],))
-    elif m in _BINARY and isinstance(values.get(node.name), torch.Tensor):
-        _replace(node, _BINARY[m], tuple(args[:2]), dict(node.kwargs))
+    elif m in UNARY:
+        _replace(node, UNARY[m], (args[0],))
+    elif m in BINARY and isinstance(values.get(node.name), torch.Tensor):
+        _replace(node, BINARY[m], tuple(args[:2]), dict(node.kwargs))
     elif m in ("view", "reshape"):
         shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])
         _replace(node, torch.reshape, (args[0], tuple(shape)))
@@ -397,7 +306,7 @@ def _layer_kwargs(gm: fx.GraphModule, node: fx.Node) -> dict | None:
 
 def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, taken: set[str]) -> None:
     t = node.target
-    if t in _NOOP_ATEN:
+    if t in NOOP_ATEN:
         node.replace_all_uses_with(node.args[0])
         node.graph.erase_node(node)
         return
@@ -408,8 +317,8 @@ def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, take
         if kw is not None:
             _lift_layer(gm, node, kw, taken)
         return
-    if t in _ATEN:
-        fn, spec = _ATEN[t]
+    if t in ATEN:
+        fn, spec = ATEN[t]
         norm = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
         if norm is None:
             return
@@ -421,7 +330,7 @@ def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, take
             v = kw[aten_name]
             if torch_name is None:
                 args.append(v)
-            elif _DROP_DEFAULTS.get(torch_name, object()) != v:
+            elif DROP_DEFAULTS.get(torch_name, object()) != v:
                 kwargs[torch_name] = v
         if fn is F.hardtanh and (kwargs.get("min_val"), kwargs.get("max_val")) == (0.0, 6.0):
             fn, kwargs = F.relu6, {}
@@ -431,10 +340,10 @@ def _canonicalize_function(gm: fx.GraphModule, node: fx.Node, values: dict, take
             args.append(kwargs.pop("dim"))
         _replace(node, fn, tuple(args), kwargs)
         return
-    if t in _UNARY:
-        _replace(node, _UNARY[t], (node.args[0],))
-    elif t in _BINARY and isinstance(values.get(node.name), torch.Tensor):
-        _replace(node, _BINARY[t], tuple(node.args[:2]))
+    if t in UNARY:
+        _replace(node, UNARY[t], (node.args[0],))
+    elif t in BINARY and isinstance(values.get(node.name), torch.Tensor):
+        _replace(node, BINARY[t], tuple(node.args[:2]))
     elif t is F.hardtanh:
         norm = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
         if norm is not None and (norm.kwargs.get("min_val"), norm.kwargs.get("max_val")) == (0.0, 6.0):

@@ -12,7 +12,6 @@ Each target declares a default pipeline and typed options (``--target-opt key=va
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -79,6 +78,9 @@ class Target:
     def options_dict(self) -> dict[str, Any]:
         return options_dict(self.options)
 
+    def check_pipeline(self, pipeline) -> None:
+        """Reject pipelines the target cannot lower (e.g. fpga without pow2 quantization)."""
+
     def support_map(self, gm: fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> dict[str, Support]:
         raise NotImplementedError
 
@@ -88,6 +90,14 @@ class Target:
     @classmethod
     def load(cls, art_dir: Path, manifest: dict) -> Runner:
         raise NotImplementedError
+
+    def report_extras(self) -> dict[str, Any]:
+        """Target-specific report.json entries known after :meth:`lower` (e.g. placement)."""
+        return {}
+
+    def runtime_report(self, runner: Runner) -> dict[str, Any]:
+        """Target-specific report.json entries after the artifact ran on the sample inputs."""
+        return {}
 
 
 _TARGETS: dict[str, type[Target]] = {}
@@ -122,7 +132,3 @@ def target_option_help(name: str) -> list[str]:
     from accelc.compiler.options import describe_options
 
     return describe_options(get_target_class(name).Options)
-
-
-def dataclass_fields(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]

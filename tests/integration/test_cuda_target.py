@@ -30,3 +30,18 @@ def test_cuda_artifact_runs_on_gpu(tmp_path):
     model = tiny_resnet()
     compiled = accelc.compile(model, (x,), target="cuda", output=tmp_path / "a")
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_builds_quantized_graphs(tmp_path):
+    """The int8 converters lower to integer Relax that the GPU pipeline schedules too."""
+    from tests.helpers import random_dataset
+
+    x = torch.randn(1, 1, 16, 16)
+    calib = tmp_path / "calib.npz"
+    import numpy as np
+
+    np.savez(calib, inputs=random_dataset(x.shape, 8).inputs[0])
+    accelc.compile(tiny_resnet(), (x,), target="cuda", target_options={"arch": "sm_90"},
+                              pipeline="fuse,quantize(sensitivity=false)", calib=calib, output=tmp_path / "q")
+    lib = (tmp_path / "q" / "lib.so").read_bytes()
+    assert b"__global__" in lib and b"int8_t" in lib

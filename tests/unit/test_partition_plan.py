@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.fx as fx
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-import torch.fx as fx
 import torch.nn as nn
 
 from accelc.compiler.capture import capture

@@ -7,6 +7,8 @@
 * ``entropy`` — TensorRT's KL-divergence calibration: the threshold whose 128-level
   quantized distribution is closest (KL) to the observed one.
 
+``mse`` and ``entropy`` ignore exact zeros (exactly representable at any scale).
+
 All but ``minmax`` need two passes: the first finds max|x| (the histogram's range), the
 second fills a fixed 2048-bin histogram of |x|. Memory per observed tensor is O(bins).
 """
@@ -76,7 +78,13 @@ class Observer:
         amax = self.amax
         if amax == 0.0:
             return
-        h = torch.histc(x.detach().abs().float().flatten(), bins=BINS, min=0.0, max=amax).double().numpy()
+        v = x.detach().abs().float().flatten()
+        if self.spec.method in ("mse", "entropy"):
+            # exact zeros (e.g. half of every relu output) are represented exactly at any scale:
+            # they carry no quantization error, and as a spike in bin 0 they would drag the
+            # KL/MSE optimum towards tiny thresholds
+            v = v[v != 0]
+        h = torch.histc(v, bins=BINS, min=0.0, max=amax).double().numpy()
         self.hist = h if self.hist is None else self.hist + h
 
     def range(self) -> tuple[float, float]:

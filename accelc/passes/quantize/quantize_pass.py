@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,10 +10,11 @@ import torch.fx as fx
 import torch.nn as nn
 
 from accelc.compiler.analysis.shapes import propagate_shapes
+from accelc.compiler.batching import dataset_batches
 from accelc.compiler.context import CompileContext
 from accelc.compiler.options import in_range
 from accelc.compiler.verify import compare, run_samples
-from accelc.errors import DataError, PipelineError, UsageError
+from accelc.errors import PipelineError, UsageError
 from accelc.passes.base import Pass, register_pass
 from accelc.passes.quantize.calibrate import bias_shift, conv_apply, linear_apply, observe
 from accelc.passes.quantize.cle import equalize
@@ -81,10 +81,15 @@ class QuantizePass(Pass):
             details["note"] = "no conv/linear layer to quantize"
         layers = {n.name: gm.get_submodule(n.target) for n in gm.graph.nodes if plan.kinds.get(n.name) in ("conv", "linear")}
         weights = {name: quantize_layer_weights(m, per_channel=o.per_channel, pow2=pow2) for name, m in layers.items()}
-        batches = list(ctx.calib.batches(ctx.batch_size, limit=o.calib_samples, pad=True))
+        batches = dataset_batches(gm, ctx.calib, ctx.batch_size, limit=o.calib_samples)
         observers = observe(gm, plan.observed, batches, spec, quiet=ctx.quiet)
-        qparams = inherit_qparams(gm, plan, {name: activation_qparams(*obs.range(), symmetric=o.symmetric, pow2=pow2)
-                                             for name, obs in observers.items()})
+        exits = _region_exits(gm, plan) | {n.name for n in gm.graph.nodes if n.op == "placeholder"}
+        ranges = {name: ((obs.min, obs.max) if name in exits and obs.count else obs.range())
+                  for name, obs in observers.items()}
+        if spec.needs_histogram:
+            details["unclipped_exits"] = sorted(exits & set(observers))
+        qparams = inherit_qparams(gm, plan, {name: activation_qparams(*r, symmetric=o.symmetric, pow2=pow2)
+                                             for name, r in ranges.items()})
         details["constant_activations"] = [n for n, obs in observers.items() if obs.amax == 0.0]
         shifts = None
         if o.bias_correction:
@@ -141,7 +146,7 @@ class QuantizePass(Pass):
         result = []
         labelled = None
         if data is not None:
-            labelled = list(data.batches(ctx.batch_size, limit=256, pad=True))
+            labelled = dataset_batches(gm, data, ctx.batch_size, limit=256)
             labels = torch.from_numpy(data.labels[:256])
         for name, kind in plan.kinds.items():
             if kind not in ("conv", "linear", "add", "cat"):
@@ -153,6 +158,27 @@ class QuantizePass(Pass):
                 entry["top1"] = round(top1_accuracy(run_samples(single, labelled), labels), 6)
             result.append(entry)
         return result
+
+
+def _region_exits(gm: fx.GraphModule, plan) -> set[str]:
+    """Observed tensors that leave the int8 region (consumed by float nodes or the output),
+    followed through scale-preserving int8 ops. Clipping observers (percentile, mse, entropy)
+    suit inner activations, but clipping what leaves — typically the logits — would flatten the
+    very values the model's answer is read from, so these keep their full range (as do the
+    model's inputs: clipping the data itself, e.g. the bright pixels of an image whose
+    background dominates the histogram, destroys information no layer can recover)."""
+    inherits = ("relu", "maxpool", "avgpool", "pass")
+    exits = set()
+    for node in reversed(list(gm.graph.nodes)):
+        if node.name not in plan.kinds and node.name not in plan.absorbed:
+            continue
+        leaves = any(not plan.is_int8(u) for u in node.users) or any(
+            u.name in exits and plan.kinds.get(u.name) in inherits for u in node.users)
+        if leaves:
+            exits.add(node.name)
+            if node.name in plan.absorbed:
+                exits.add(plan.absorbed[node.name])
+    return exits
 
 
 def _node_values(gm: fx.GraphModule, batch, names: set[str]) -> dict[str, torch.Tensor]:
@@ -168,6 +194,3 @@ def _node_values(gm: fx.GraphModule, batch, names: set[str]) -> dict[str, torch.
     with torch.no_grad():
         Rec(gm).run(*batch)
     return values
-
-
-__all__ = ["QuantizeOptions", "QuantizePass", "DataError", "dataclasses"]

@@ -15,10 +15,9 @@ from typing import Callable
 import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 
 from accelc.compiler.fused import activation_of
-from accelc.passes.quantize.arith import INT8_MAX, pow2_exponent, quantize_multiplier
+from accelc.passes.quantize.arith import pow2_exponent, quantize_multiplier
 from accelc.passes.quantize.modules import (Dequantize, QAdd, QAvgPool2d, QConv2d, QLinear, QMaxPool2d, Quantize,
                                             Requantize)
 from accelc.passes.quantize.plan import QuantPlan, _avgpool_kernel
@@ -104,9 +103,7 @@ class Rewriter:
                 return self.env[node.name]
             key = ("requant", node.name, want)
             if key not in self.cache:
-                mult, shift = multiplier(have.scale / want.scale, self.pow2)
-                self.cache[key] = self._call(f"{node.name}_requant", Requantize(have, want, mult, shift, want.qmin,
-                                                                               want.qmax), self.env[node.name])
+                self.cache[key] = self._requant_value(self.env[node.name], have, want, node.name)
             return self.cache[key]
         qp = self.qparams[node.name]
         key = ("quant", node.name, qp)
@@ -246,7 +243,3 @@ def _fetch(gm, target: str):
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-__all__ = ["LayerQuant", "Rewriter", "clip_bounds", "multiplier", "quantize_layer_weights", "two_input_multipliers",
-           "INT8_MAX", "F"]

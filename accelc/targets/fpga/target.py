@@ -90,8 +90,7 @@ class FPGATarget(Target):
         self.vta = load_config(self.options.config)
         self._extras: dict = {}
 
-    @staticmethod
-    def check_pipeline(pipeline) -> None:
+    def check_pipeline(self, pipeline) -> None:
         specs = [s for s in pipeline if s.name == "quantize"]
         if not specs or specs[-1].options.scheme != "pow2":
             raise PipelineError("the fpga target needs pow2 int8 quantization in the pipeline",

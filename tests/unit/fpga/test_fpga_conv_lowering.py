@@ -115,7 +115,11 @@ def test_random_layers_and_tilings_are_bit_exact(case):
     tiling = Tiling(min(th, g.ho), min(tw, g.wo), min(co, g.ob), min(ci, g.cb), threads, order)
     if plan_sram(g, Epilogue.of(layer, CONFIG), tiling, CONFIG, layer.residual is not None) is None:
         tiling = None  # let the search choose
-    out, ref, program, _ = run_layer(layer, rng, CONFIG, tiling)
+    try:
+        out, ref, program, _ = run_layer(layer, rng, CONFIG, tiling)
+    except TargetError as e:  # the forced tiling's micro-ops overflow the UOP buffer
+        assert tiling is not None and "does not fit" in str(e)
+        out, ref, program, _ = run_layer(layer, np.random.default_rng(case["seed"]), CONFIG, None)
     np.testing.assert_array_equal(out, ref)
     assert pops_follow_pushes(program.instructions)
 

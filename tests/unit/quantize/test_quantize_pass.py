@@ -11,14 +11,13 @@ from hypothesis import given, settings
 
 from accelc.compiler.capture import capture
 from accelc.compiler.context import CompileContext
-from accelc.compiler.data import Dataset
 from accelc.compiler.pass_manager import PassManager
 from accelc.compiler.pipeline import Pipeline
 from accelc.errors import DataError, PipelineError, UsageError
 from accelc.passes.quantize.cle import equalize, find_pairs
 from accelc.passes.quantize.modules import QAdd, QConv2d, QLinear
 from tests.helpers import random_dataset, run_pipeline
-from tests.models import tiny_depthwise, tiny_lenet, tiny_resnet
+from tests.models import tiny_lenet, tiny_resnet
 from tests.strategies import models
 
 X16 = torch.randn(2, 1, 16, 16)
@@ -223,3 +222,21 @@ def test_calibration_data_checks(tmp_path):
     for name, message in [("empty", "empty"), ("nan", "NaN/Inf"), ("shape", "expected N×1×8×8")]:
         with pytest.raises(DataError, match=message):
             load_dataset(tmp_path / f"{name}.npz", spec, option="--calib")
+
+
+@pytest.mark.parametrize("observer", ["minmax", "percentile(99.99)", "mse", "entropy"])
+def test_every_observer_keeps_digits_accuracy(observer):
+    """Regression: clipping observers once clipped the model input and relu outputs hard enough
+    to cost LeNet 5–90 points; inputs and region exits now keep their full range."""
+    from accelc.compiler.batching import dataset_batches
+    from accelc.compiler.data import load_dataset
+    from accelc.compiler.inputs import InputSpec
+    from accelc.compiler.verify import run_samples, top1_accuracy
+    from examples.models import lenet
+
+    x = torch.randn(1, 1, 28, 28)
+    calib = load_dataset("digits", [InputSpec.of(x)], role="calib")
+    test = load_dataset("digits", [InputSpec.of(x)], role="eval")
+    gm, _ = run_pipeline(lenet(pretrained=True), (x,), f"fuse,quantize(observer={observer},sensitivity=false)", calib)
+    acc = top1_accuracy(run_samples(gm, dataset_batches(gm, test, 1)), torch.from_numpy(test.labels))
+    assert acc >= 0.99

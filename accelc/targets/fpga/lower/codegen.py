@@ -335,7 +335,7 @@ class LoweredLayer:
     # ---- standalone program (cost model) -------------------------------------------------
     def standalone_addresses(self) -> LayerAddresses:
         """Addresses of the layer alone in a DRAM image (for :meth:`standalone_program`)."""
-        g, c = self.geometry, self.config
+        g = self.geometry
         inp = 1
         out = inp + g.nb * g.cb * g.h * g.w
         res = out + g.nb * g.ob * g.ho * g.wo
