@@ -26,5 +26,10 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m '' tests
 
+# accelc against PyTorch eager, torch.compile, ONNX Runtime fp32/int8 and untuned TVM (~1 h on 2 cores)
+bench: $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build .pytest_cache

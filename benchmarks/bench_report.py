@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.bench import LABELS, OURS, PEERS
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.bench import LABELS, OURS, PEERS  # noqa: E402
 
 # Peak throughput assumed for "% of peak" (stated in the output):
 SIMD_FP32 = 16        # AVX-512: 16 fp32 lanes
@@ -69,10 +70,50 @@ def write_markdown(results: dict, out: Path) -> None:
               "|---|---|---|---|---|---|---|---|---|---|", *tuning_rows, ""]
     if "bench_wall_s" in results:
         lines.append(f"Whole run: {results['bench_wall_s'] / 60:.0f} min.")
+    lines += ["", *gpu_section(results.get("gpu"))]
     out.write_text("\n".join(lines) + "\n")
 
 
-if __name__ == "__main__":
+def gpu_section(gpu: dict | None) -> list[str]:
+    """The cuda target on a GPU (benchmarks/gpu.sh), or why there are no figures yet."""
+    lines = ["## GPU (cuda target)", ""]
+    if not gpu:
+        return lines + ["No GPU figures yet: `benchmarks/gpu.sh` is prepared (build here, run on a GPU machine, "
+                        "record here) but has not been run on a GPU. See its header for the three steps.", ""]
+    g = gpu["gpu"]
+    lines += [f"{g['name']} ({g['sms']} SMs, {g['arch']}), torch {g['torch']}. Median ms of {g['runs']} calls after "
+              f"{g['warmup']} warm-up calls, each followed by a device synchronisation. accelc: the cuda artifact "
+              "(TVM's default GPU schedules, untuned) run with TVM's runtime only.", "",
+              "| model | batch | PyTorch eager | torch.compile | accelc cuda | vs fastest peer | max abs err vs eager |",
+              "|---|---|---|---|---|---|---|"]
+    for key, r in gpu["runs"].items():
+        name, batch = key.split("/b")
+        if "error" in r:
+            lines.append(f"| {name} | {batch} | | | failed: {r['error'][:80]} | | |")
+            continue
+        fastest = min(r["eager"], r["inductor"])
+        err = r.get("max_abs_err_vs_eager")
+        lines.append(f"| {name} | {batch} | {r['eager']:.3f} | {r['inductor']:.3f} | {r['accelc_cuda']:.3f} | "
+                     f"{fastest / r['accelc_cuda']:.2f}× | {'–' if err is None else f'{err:.2e}'} |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    import argparse
+
     root = Path(__file__).resolve().parent
-    write_markdown(json.loads((root / "results.json").read_text()), Path(sys.argv[1]) if len(sys.argv) > 1
-                   else root / "RESULTS.md")
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--results", type=Path, default=root / "results.json")
+    p.add_argument("--out", type=Path, default=root / "RESULTS.md")
+    p.add_argument("--gpu", type=Path, help="gpu_results.json from `benchmarks/gpu.sh run`, to record")
+    args = p.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    if args.gpu:
+        results["gpu"] = json.loads(args.gpu.read_text())
+        args.results.write_text(json.dumps(results, indent=1, sort_keys=True))
+    write_markdown(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

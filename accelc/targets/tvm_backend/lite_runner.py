@@ -72,6 +72,15 @@ def load_params(art_dir: Path, payload: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def aligned(a: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``a`` whose data starts on an ``alignment``-byte boundary."""
+    raw = np.empty(a.nbytes + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def gpu_arch() -> str:
     """``sm_90`` for the first visible GPU (nvidia-smi), else ``sm_80``."""
     try:
@@ -136,9 +145,9 @@ class LiteRunner:
         self.params = [self.to_device(params[k]) for k in sorted(params)]
 
     def to_device(self, a: np.ndarray):
+        if not self.cuda:  # TVM's CPU code assumes 64-byte aligned buffers (aligned vector loads)
+            return self.ffi.from_dlpack(aligned(a))
         a = np.ascontiguousarray(a)
-        if not self.cuda:
-            return self.ffi.from_dlpack(a)
         import torch  # the GPU machine has torch; it moves the data and keeps it alive
 
         t = torch.from_numpy(a).cuda()

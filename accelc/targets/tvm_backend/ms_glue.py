@@ -143,18 +143,24 @@ def sync_local_runner(*, number: int = 3, repeat: int = 1, min_repeat_ms: int = 
 @contextlib.contextmanager
 def quiet_metaschedule_logs():
     """MetaSchedule prints its per-task tables to stdout at INFO; keep them in its log files
-    only (the console handler takes the level the logger has when tuning starts)."""
+    only (the console handler takes the level the logger has when tuning starts). The logger's
+    own handlers are set aside while tuning: MetaSchedule's logging setup lists them by name and
+    fails on one without a name (e.g. left by an earlier session or a test harness)."""
     logger = logging.getLogger("tvm.s_tir.meta_schedule")
-    level = logger.level
+    level, saved = logger.level, list(logger.handlers)
+    for h in saved:
+        logger.removeHandler(h)
     logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(level)
         names = [n for n in logging.root.manager.loggerDict if n.startswith("tvm.s_tir.meta_schedule")]
         for name in names:  # file handlers point into the session's temporary work dir
             lg = logging.getLogger(name)
             for h in list(lg.handlers):
-                if isinstance(h, logging.FileHandler) or h.get_name() == "tvm.s_tir.meta_schedule.console":
+                if lg is logger or isinstance(h, logging.FileHandler):
                     lg.removeHandler(h)
                     h.close()
+        for h in saved:
+            logger.addHandler(h)
+        logger.setLevel(level)

@@ -271,12 +271,18 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
     budget_hit: set[int] = set()
 
     def on_measured(scheduler, task_id, builder_results) -> None:
+        """After the deadline the builder skips every candidate; this ends the tasks that have
+        nothing in flight, except ``task_id`` (MetaSchedule itself may terminate the task being
+        joined right after this callback, and terminating twice aborts). Tasks left alive cost
+        one candidate generation more, which is skipped too."""
         n = sum(1 for b in builder_results if not (b.error_msg and str(b.error_msg).startswith(SKIPPED)))
         measured[task_id] += n
         progress.update(n, todo[task_id][0].task_name)
+        if n < len(builder_results):
+            budget_hit.add(task_id)
         if deadline is not None and time.monotonic() > deadline:
             for i, rec in enumerate(scheduler.tasks_):
-                if not rec.is_terminated:
+                if i != task_id and not rec.is_terminated and rec.measure_candidates is None:
                     budget_hit.add(i)
                     scheduler.terminate_task(i)
 
