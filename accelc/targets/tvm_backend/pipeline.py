@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from accelc.targets.tvm_backend.build import _first_line
+from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 
@@ -52,12 +53,7 @@ def _without_vnni_layout_freedom(mod):
 
     updates = {gv: f.without_attr("layout_free_buffers") for gv, f in mod.functions.items()
                if isinstance(f, tirx.PrimFunc) and is_vnni_func(f) and "layout_free_buffers" in f.attrs}
-    if not updates:
-        return mod
-    mod = mod.clone()
-    for gv, f in updates.items():
-        mod[gv] = f
-    return mod
+    return with_functions(mod, updates)
 
 
 def _gpu_default_schedules(mod, target):

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from accelc.errors import TargetError, UsageError
+from accelc.targets.tvm_backend.irmod import with_functions
 
 TRIALS_FILE = "accelc_trials.json"
 SKIPPED = "skipped: --tune-budget reached"
@@ -241,12 +242,7 @@ def strip_foreign_schedule_rules(mod):
             todo.extend(sch.get_child_blocks(block))
         if changed:
             updates[gv] = sch.mod["main"]
-    if not updates:
-        return mod
-    mod = mod.clone()
-    for gv, func in updates.items():
-        mod[gv] = func
-    return mod
+    return with_functions(mod, updates)
 
 
 def _require_gpu() -> None:

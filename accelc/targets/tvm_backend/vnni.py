@@ -33,6 +33,8 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+from accelc.targets.tvm_backend.irmod import with_functions
+
 RULE = "accelc_vnni"
 INTRIN = "dot_16x4_vnni"  # registered (and fixed for LLVM ≥ 22) by ms_glue.load_tensor_intrinsics
 
@@ -303,12 +305,7 @@ def apply_default_schedules(mod):
                                              "n": int(sch.get(loops[1]).extent) // 16})
         vnni_sketch(sch, block, tiles)
         updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    if not updates:
-        return mod
-    mod = mod.clone()  # IRModule.__setitem__ mutates in place
-    for gv, func in updates.items():
-        mod[gv] = func
-    return mod
+    return with_functions(mod, updates)
 
 
 @functools.lru_cache(maxsize=1)
