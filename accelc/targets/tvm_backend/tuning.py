@@ -266,21 +266,27 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
     measured = [0] * len(todo)
     budget_hit: set[int] = set()
 
+    joined: set[int] = set()
+
     def on_measured(scheduler, task_id, builder_results) -> None:
-        """After the deadline the builder skips every candidate; this ends the tasks that have
-        nothing in flight, except ``task_id`` (MetaSchedule itself may terminate the task being
-        joined right after this callback, and terminating twice aborts). Tasks left alive cost
-        one candidate generation more, which is skipped too."""
+        """After the deadline the builder skips every candidate, and this ends the tasks that
+        MetaSchedule will not end itself: never ``task_id`` (the scheduler may terminate the task
+        being joined right after this callback, and terminating twice aborts), never one with a
+        batch in flight, and nothing before every task has been joined once (the gradient-based
+        scheduler's first round picks each task blindly, terminated or not). Tasks left alive
+        cost one more candidate generation, whose candidates are skipped too."""
         n = sum(1 for b in builder_results if not (b.error_msg and str(b.error_msg).startswith(SKIPPED)))
         measured[task_id] += n
+        joined.add(task_id)
         progress.update(n, todo[task_id][0].task_name)
         if n < len(builder_results):
             budget_hit.add(task_id)
-        if deadline is not None and time.monotonic() > deadline:
-            for i, rec in enumerate(scheduler.tasks_):
-                if i != task_id and not rec.is_terminated and rec.measure_candidates is None:
-                    budget_hit.add(i)
-                    scheduler.terminate_task(i)
+        if deadline is None or time.monotonic() <= deadline or len(joined) < len(todo):
+            return
+        for i, rec in enumerate(scheduler.tasks_):
+            if i != task_id and not rec.is_terminated and rec.measure_candidates is None:
+                budget_hit.add(i)
+                scheduler.terminate_task(i)
 
     keep = os.environ.get("ACCELC_TUNING_LOGS")  # MetaSchedule's own logs, for debugging the tuner
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="accelc-ms-")) as work, \
