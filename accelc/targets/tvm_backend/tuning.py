@@ -203,6 +203,9 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
             if options.trials > row.level:
                 todo.append((t, row))
         if todo:
+            # heaviest first: MetaSchedule's first round visits the tasks in this order, so under a
+            # --tune-budget the operators that dominate the run time are the ones tuned
+            todo.sort(key=lambda tr: -tr[1].flops * tr[1].weight)
             if target.kind.name == "cuda":
                 _require_gpu()
             _run_metaschedule(todo, target, options, db, report, quiet=quiet)
