@@ -267,29 +267,14 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
     deadline = None if options.budget_s is None else time.monotonic() + options.budget_s
     progress = _Progress(total=sum(min(per_task, options.trials - row.level) for _, row in todo), quiet=quiet)
     measured = [0] * len(todo)
-    budget_hit: set[int] = set()
+    skipped: set[int] = set()
 
-    joined: set[int] = set()
-
-    def on_measured(scheduler, task_id, builder_results) -> None:
-        """After the deadline the builder skips every candidate, and this ends the tasks that
-        MetaSchedule will not end itself: never ``task_id`` (the scheduler may terminate the task
-        being joined right after this callback, and terminating twice aborts), never one with a
-        batch in flight, and nothing before every task has been joined once (the gradient-based
-        scheduler's first round picks each task blindly, terminated or not). Tasks left alive
-        cost one more candidate generation, whose candidates are skipped too."""
+    def on_measured(task_id, builder_results) -> None:
         n = sum(1 for b in builder_results if not (b.error_msg and str(b.error_msg).startswith(SKIPPED)))
         measured[task_id] += n
-        joined.add(task_id)
         progress.update(n, todo[task_id][0].task_name)
         if n < len(builder_results):
-            budget_hit.add(task_id)
-        if deadline is None or time.monotonic() <= deadline or len(joined) < len(todo):
-            return
-        for i, rec in enumerate(scheduler.tasks_):
-            if i != task_id and not rec.is_terminated and rec.measure_candidates is None:
-                budget_hit.add(i)
-                scheduler.terminate_task(i)
+            skipped.add(task_id)
 
     keep = os.environ.get("ACCELC_TUNING_LOGS")  # MetaSchedule's own logs, for debugging the tuner
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="accelc-ms-")) as work, \
@@ -308,18 +293,53 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
                 num_trials_per_iter=min(64, per_task), builder=in_process_builder(deadline=deadline, skipped=SKIPPED),
                 runner=_runner(target), database=db.ms,
                 measure_callbacks=[*ms.MeasureCallback.create("default"), _callback(on_measured)],
-                task_scheduler=ms.task_scheduler.GradientBased(seed=options.seed))
+                task_scheduler=_budget_round_robin(deadline))
         finally:
             progress.close()
+    out_of_time = deadline is not None and time.monotonic() > deadline
     for i, (t, row) in enumerate(todo):
         row.trials_new = measured[i]
         row.source = "tuned" if measured[i] else row.source
         key = db.key(t.dispatched[0])
-        if i in budget_hit:
+        if i in skipped or (out_of_time and measured[i] < options.trials - row.level):
             db.levels[key] = row.level + measured[i]
             report.budget_reached = True
         else:
             db.levels[key] = max(row.level, options.trials)
+
+
+def _budget_round_robin(deadline: float | None):
+    """MetaSchedule task scheduler: one batch per task in turn, in the order given (heaviest
+    first), and no new batch once ``deadline`` (``time.monotonic()``) has passed — MetaSchedule
+    then joins what is in flight and ends. (Its own schedulers can only be stopped by
+    terminating tasks from a callback, which races with their own bookkeeping, and every task
+    left would still pay a round of candidate generation.)"""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
+
+    @derived_object  # methods not overridden here (tune, join_running_task) stay MetaSchedule's own
+    class BudgetRoundRobin(PyTaskScheduler):
+        def __init__(self):
+            super().__init__()
+            self.last = -1
+
+        def next_task_id(self) -> int:
+            sched = self._outer()
+            records = sched.tasks_
+            for i in range(len(records)):
+                sched.touch_task(i)  # joins finished batches (the CPU runner finishes before returning)
+            if deadline is not None and time.monotonic() > deadline:
+                return -1
+            for _ in range(len(records)):
+                self.last = (self.last + 1) % len(records)
+                rec = records[self.last]
+                if not rec.is_terminated:
+                    if rec.measure_candidates is not None:  # a batch still in flight (cuda runner)
+                        sched.join_running_task(self.last)
+                    return self.last
+            return -1
+
+    return BudgetRoundRobin()
 
 
 def _cores(target) -> int:
@@ -346,7 +366,7 @@ def _callback(fn):
     @derived_object
     class _Measured(PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
-            fn(task_scheduler, task_id, builder_results)
+            fn(task_id, builder_results)
 
     return _Measured()
 
