@@ -129,7 +129,7 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
         tuning = report.get("tuning")
         if tuning:
             out["tuning"] = {k: tuning[k] for k in ("seconds", "tasks_total", "tasks_tuned", "db_hits", "new_trials",
-                                                     "budget_reached", "trials_per_task")}
+                                                     "budget_reached", "trials_per_task", "budget_s")}
         runner = compiled.runner
         lat = measure(lambda: runner.run([xn]), runs=args.runs, warmup=args.warmup)
     out.update(lat.to_dict())

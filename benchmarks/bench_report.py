@@ -31,8 +31,8 @@ def write_markdown(results: dict, out: Path) -> None:
              f"ISA {', '.join(m['isa'])}, L2 {m['l2']}. Python {m['python']}, torch {m['torch']}, onnxruntime "
              f"{m['onnxruntime']}, apache-tvm {m['tvm']} (tvm-ffi {m['tvm_ffi']}), numpy {m['numpy']}.", "",
              f"Median wall-clock ms of {s['runs']} calls after {s['warmup']} warm-up calls, each engine in its own "
-             f"process, all threads of the machine. Tuned builds: `--tune {s['trials']} --tune-budget {s['budget_s']:g}` "
-             "per model, precision and batch (MetaSchedule, database reused across runs). Cells: ms · speed-up over the "
+             f"process, all threads of the machine. Tuned builds: `--tune {s['trials']}` with the `--tune-budget` given in "
+             "the tuning table, per model, precision and batch (MetaSchedule, database reused across runs). Cells: ms · speed-up over the "
              "fastest peer (> 1 is faster) · % of the CPU's peak.", "",
              f"Peak assumed: {pk['cores']} cores × {pk['ghz']:.2f} GHz (the VM's TSC/base clock; turbo is not visible "
              f"inside the VM, so real peaks may be higher and the percentages lower) — fp32: × {SIMD_FP32} lanes × "
@@ -61,13 +61,14 @@ def write_markdown(results: dict, out: Path) -> None:
             cells.append(f"{ms:.3f}{speed} · {pct:.0f}%")
             if "tuning" in r:
                 t = r["tuning"]
-                tuning_rows.append(f"| {name} | {batch} | {LABELS[e]} | {t['seconds']:.0f} | {r['compile_s']:.0f} | "
+                tuning_rows.append(f"| {name} | {batch} | {LABELS[e]} | {t.get('budget_s') or '–'} | {t['seconds']:.0f} | {r['compile_s']:.0f} | "
                                    f"{t['tasks_total']} | {t['tasks_tuned']} | {t['db_hits']} | {t['new_trials']} | "
                                    f"{'yes' if t['budget_reached'] else 'no'} |")
         lines.append(f"| {name} | {batch} | {gflop:.3f} | " + " | ".join(cells) + " |")
     lines += ["", "Tuning (this run; a task found in the database is not tuned again):", "",
-              "| model | batch | build | tuning s | compile s | tasks | tuned now | from database | trials | budget hit |",
-              "|---|---|---|---|---|---|---|---|---|---|", *tuning_rows, ""]
+              "| model | batch | build | budget s | tuning s | compile s | tasks | tuned now | from database | trials | budget hit |",
+              "|---|---|---|---|---|---|---|---|---|---|---|", *tuning_rows, ""]
+    lines += [f"* {note}" for note in results.get("notes", [])]
     if "bench_wall_s" in results:
         lines.append(f"Whole run: {results['bench_wall_s'] / 60:.0f} min.")
     lines += ["", *gpu_section(results.get("gpu"))]
