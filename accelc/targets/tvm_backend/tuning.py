@@ -7,7 +7,8 @@ Semantics:
 * ``trials`` — measured candidates per task. A task counts as tuned at level N once a session
   asked for N trials and finished it (search spaces smaller than N end early); a later compile
   that asks for ≤ N tunes nothing for it, one that asks for more continues from the database
-  (its best schedules seed the search).
+  (its best schedules seed the search). A task whose candidates all failed to build or run
+  has no schedule in the database and keeps its default code; it counts as tried at level N.
 * ``db`` — a directory with MetaSchedule's JSON database (``database_workload.json``,
   ``database_tuning_record.json``) plus ``accelc_trials.json`` (the levels above). Default:
   ``$ACCELC_CACHE_DIR`` or ``$XDG_CACHE_HOME/accelc`` or ``~/.cache/accelc``, then
