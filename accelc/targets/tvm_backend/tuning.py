@@ -15,9 +15,10 @@ Semantics:
   ``tuning/<target key>`` — one directory per target (kind, CPU/arch, cores) and TVM version.
   A compile with ``trials=0`` and an explicit ``db`` applies it without tuning.
   Concurrent compiles serialize on a lock file in the directory.
-* ``budget_s`` — wall-clock limit for measuring. After it, candidates are no longer built or
-  measured, and tasks stop when their current batch is in; what was measured is kept (the
-  task is continued by the next compile).
+* ``budget_s`` — wall-clock limit for measuring. Tasks take turns, heaviest (FLOPs × uses)
+  first, one batch each; after the deadline no batch is started and candidates of the batch
+  in flight are no longer built or measured. What was measured is kept, and a task cut short
+  is continued by the next compile.
 * The compiled module takes, for every task, the fastest schedule in the database (ties are
   impossible in practice: run times are measured floats), so the same database and model give
   the same library bytes.
