@@ -31,21 +31,6 @@ def _module(name: str, path: Path):
     return mod
 
 
-def _median_ms(fn, runs: int, warmup: int) -> float:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
-
-
 def bench_one(art: Path, lite, models, args) -> dict:
     import numpy as np
     import torch
@@ -54,6 +39,10 @@ def bench_one(art: Path, lite, models, args) -> dict:
     shape = (int(batch), 1, 28, 28) if name == "lenet" else (int(batch), 3, 224, 224)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     row: dict = {}
+
+    def median_ms(fn) -> float:
+        return lite.timed(fn, sync=torch.cuda.synchronize, warmup=args.warmup, runs=args.runs)["median_ms"]
+
     t0 = time.perf_counter()
     runner = lite.LiteRunner(art, args.carry / "libs", device="cuda")
     y = runner(x)[0]
@@ -63,14 +52,14 @@ def bench_one(art: Path, lite, models, args) -> dict:
     model = getattr(models, name)().eval().cuda()
     xt = torch.from_numpy(x).cuda()
     with torch.no_grad():
-        row["eager"] = _median_ms(lambda: model(xt), args.runs, args.warmup)
+        row["eager"] = median_ms(lambda: model(xt))
         if (art / "params.safetensors").is_file():  # real weights: the outputs must agree
             row["max_abs_err_vs_eager"] = float(np.abs(model(xt).cpu().numpy() - y).max())
         t0 = time.perf_counter()
         compiled = torch.compile(model)
         compiled(xt)
         row["inductor_compile_s"] = round(time.perf_counter() - t0, 1)
-        row["inductor"] = _median_ms(lambda: compiled(xt), args.runs, args.warmup)
+        row["inductor"] = median_ms(lambda: compiled(xt))
     return row
 
 

@@ -172,18 +172,24 @@ class LiteRunner:
     def bench(self, *arrays: np.ndarray, warmup: int = 10, runs: int = 50) -> dict:
         """Median ms per call (device-synchronised) after warm-up."""
         inputs = [self.to_device(a) for a in arrays]
-        sync = _cuda_sync if self.cuda else (lambda: None)
-        for _ in range(warmup):
-            self.call(*inputs)
+        return timed(lambda: self.call(*inputs), sync=_cuda_sync if self.cuda else None, warmup=warmup, runs=runs)
+
+
+def timed(fn, *, sync=None, warmup: int = 10, runs: int = 50) -> dict:
+    """Median and minimum ms of ``runs`` calls of ``fn`` after ``warmup`` calls, each call
+    followed by ``sync()`` (a device synchronisation) when given."""
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
         sync()
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            self.call(*inputs)
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
-        times.sort()
-        return {"median_ms": times[len(times) // 2], "min_ms": times[0], "runs": runs}
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median_ms": times[len(times) // 2], "min_ms": times[0], "runs": runs}
 
 
 def _cuda_sync():
