@@ -3,8 +3,10 @@
 Models (examples/models.py, random weights; LeNet at 1×28×28, the others at 3×224×224),
 batch 1 and 8. For each: PyTorch eager, torch.compile (inductor), ONNX Runtime fp32, ONNX
 Runtime int8 (static QDQ, per-channel weights, ``quantize_static`` with the same calibration
-data accelc uses), TVM untuned (accelc's cpu target without tuning: TVM's default build),
-accelc fp32 tuned and accelc int8 tuned (MetaSchedule, ``--tune TRIALS --tune-budget S``).
+data accelc uses), TVM untuned (the Relax frontend and ``tvm.compile``'s default pipeline for
+the same LLVM target: TVM as a user gets it without accelc), accelc fp32 tuned and accelc
+int8 tuned (MetaSchedule, ``--tune TRIALS --tune-budget S``; operators the budget did not
+reach keep accelc's default schedules).
 
 Every number is the median wall-clock time of ``runs`` calls after ``warmup`` calls, numpy
 (or torch) in and out, measured in a fresh subprocess per (engine, model, batch): TVM's
@@ -114,10 +116,12 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         lat = measure(lambda: sess.run(None, {"x": xn}), runs=args.runs, warmup=args.warmup)
+    elif engine == "tvm_untuned":
+        lat = _plain_tvm(model, x, threads, measure, args)
     else:
         import accelc
 
-        tune = engine != "tvm_untuned"
+        tune = True
         t = time.time()
         compiled = accelc.compile(model, (x,), pipeline=INT8 if engine == "accelc_int8" else "fuse",
                                   calib=str(calib) if engine == "accelc_int8" else None, verify_each=False,
@@ -134,6 +138,24 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
         lat = measure(lambda: runner.run([xn]), runs=args.runs, warmup=args.warmup)
     out.update(lat.to_dict())
     return out
+
+
+def _plain_tvm(model, x, threads: int, measure, args):
+    """TVM as a user gets it without accelc: the Relax frontend, ``tvm.compile``'s default
+    pipeline for the same LLVM target, no schedules."""
+    import torch
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from accelc.targets.tvm_backend.build import host_cpu
+
+    with torch.no_grad():
+        mod = from_exported_program(torch.export.export(model, (x,)))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": threads})
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
+    arg = tvm.runtime.tensor(x.numpy())
+    return measure(lambda: vm["main"](arg), runs=args.runs, warmup=args.warmup)
 
 
 def _ort_int8(fp32: Path, calib: Path, dst: Path) -> Path:

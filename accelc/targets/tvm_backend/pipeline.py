@@ -1,13 +1,16 @@
 """The cpu/cuda build: Relax module + weights → executable + (transformed) weights.
 
-1. fold the weight-only computations into the weights (:mod:`.params`);
+1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`); fold the weight-only computations into
+   the weights (:mod:`.params`);
 2. legalize and fuse (TVM's zero pipeline, without its database step);
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
    CPU the tasks see the weights as layout-free, so a tuned schedule may ask for its own
    weight layout, which step 5 bakes into the weights;
-4. schedule what is left: VNNI layers with their default sketch (CPU), dlight's default GPU
-   schedules (cuda); other CPU operators stay as TVM generates them (untuned);
-5. (CPU, tuned) split the layout rewrites off and fold them into the weights;
+4. schedule what is left: VNNI layers with their default sketch, then convolutions, depthwise
+   convolutions and the rest with :mod:`.cpu_conv`'s default schedules (CPU); dlight's
+   default GPU schedules (cuda);
+5. (CPU) split the layout rewrites (tuned schedules' and the default conv schedules' weight
+   packing) off and fold them into the weights;
 6. lower the Relax program to the VM (no further fusion, which would undo the schedules).
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from accelc.targets.tvm_backend.build import _first_line
 from accelc.targets.tvm_backend.irmod import with_functions
+from accelc.targets.tvm_backend.layout import to_nhwc
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 
@@ -81,11 +85,13 @@ def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOpt
     from tvm import relax
 
     from accelc.errors import TargetError
-    from accelc.targets.tvm_backend import vnni
+    from accelc.targets.tvm_backend import cpu_conv, vnni
 
     cpu = target.kind.name == "llvm"
     tuned = tuning is not None and tuning.active
     try:
+        if cpu:
+            mod = to_nhwc(mod)
         mod, params = fold_param_transforms(mod, params)
         mod = legalize_and_fuse(mod, target)
         if tuned and cpu:
@@ -98,10 +104,9 @@ def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOpt
         mod, report = tune_and_apply(mod, target, tuning, quiet=quiet)
     try:
         if cpu:
-            mod = vnni.apply_default_schedules(mod)
-            if tuned:
-                mod = relax.transform.SplitLayoutRewritePreproc()(mod)
-                mod, params = fold_param_transforms(mod, params)
+            mod = cpu_conv.apply_default_schedules(vnni.apply_default_schedules(mod), target)
+            mod = relax.transform.SplitLayoutRewritePreproc()(mod)
+            mod, params = fold_param_transforms(mod, params)
         else:
             mod = _gpu_default_schedules(mod, target)
         with tvm.transform.PassContext(opt_level=3):

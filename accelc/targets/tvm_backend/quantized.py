@@ -211,7 +211,7 @@ def vnni_qconv2d(node, importer):
 
     x_zp, y_zp, lo, hi, stride, padding, groups = node.args[5:12]
     if groups != 1:
-        return _qconv2d(node, importer)
+        return nhwc_grouped_qconv2d(node, importer)
     env, bb = importer.env, importer.block_builder
     w, bias, mult, shift = (env[a] for a in node.args[1:5])
     o_, _c, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
@@ -223,6 +223,20 @@ def vnni_qconv2d(node, importer):
                                 x_zp=x_zp, y_zp=y_zp, lo=lo, hi=hi, in_layout=layout),
         x, wp, b, *vec, primfunc_name_hint="qconv2d_vnni", primfunc_attrs=_vnni_attrs())
     return _publish_nhwc(importer, node, y)
+
+
+def nhwc_grouped_qconv2d(node, importer):
+    """Grouped/depthwise qconv2d (no VNNI kernel: 4-channel dot products do not apply) in the
+    NHWC chain: the reference int32 conv of ``x − zp`` with NHWC data and OHWI weights, the
+    same requantization along the channel axis (3). Layout does not change integer results."""
+    env = importer.env
+    w, bias, mult, shift = (env[a] for a in node.args[1:5])
+    x_zp, y_zp, lo, hi, stride, padding, groups = node.args[5:12]
+    xi = _minus_zp(importer, _as_nhwc(importer, node.args[0]), x_zp, "int32")
+    wi = _emit(importer, op.permute_dims(op.astype(w, "int32"), [0, 2, 3, 1]))
+    acc = _emit(importer, op.nn.conv2d(xi, wi, strides=stride, padding=padding, groups=groups, data_layout="NHWC",
+                                       kernel_layout="OHWI", out_dtype="int32"))
+    return _publish_nhwc(importer, node, _layer_requant(importer, acc, bias, mult, shift, y_zp, lo, hi, 4, 3))
 
 
 def vnni_qlinear(node, importer):

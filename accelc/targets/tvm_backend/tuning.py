@@ -185,7 +185,7 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
     from tvm.s_tir import analysis
     from tvm.s_tir import meta_schedule as ms
 
-    from accelc.targets.tvm_backend import vnni
+    from accelc.targets.tvm_backend import cpu_conv, vnni
     from accelc.targets.tvm_backend.ms_glue import load_tensor_intrinsics
 
     load_tensor_intrinsics()
@@ -194,6 +194,8 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
     report = TuningReport(db=str(db_dir), trials=options.trials, budget_s=options.budget_s)
     start = time.monotonic()
     mod = strip_foreign_schedule_rules(mod)
+    if target.kind.name == "llvm":
+        mod = cpu_conv.annotate_for_tuning(mod, target)
     with TuningDatabase(db_dir) as db:
         tasks = ms.relax_integration.extract_tasks(mod, target)
         rows, todo = [], []

@@ -1,0 +1,436 @@
+"""x86 schedules for convolutions with their fused epilogues (fp32, and int32 depthwise).
+
+TVM 0.27 has no default CPU schedule for convolutions (``dlight.cpu`` covers GEMV and
+reductions only): an untuned conv runs as TVM's naive seven-deep loop, ~100× slower than a
+vendor library. This module schedules the PrimFuncs that ``FuseOps`` builds around a
+``conv2d_nchw`` block (conv → bias/BN arithmetic → residual add → ReLU) the way
+hand-written x86 kernels do:
+
+* **weights** are re-laid out to ``[O/L, C, KH, KW, L]`` (``L`` SIMD lanes: 16 with AVX-512)
+  by a block marked ``meta_schedule.layout_rewrite_preproc``; the build splits it off and
+  evaluates it once on the weights (``SplitLayoutRewritePreproc`` + :mod:`.params`), so the
+  artifact stores packed weights;
+* **register tile**: ``rw`` output columns × ``ro`` vectors of ``L`` output channels are
+  accumulated in registers over the whole reduction ``(c, kh, kw)``: per step ``ro`` vector
+  loads of weights, ``rw`` broadcast inputs, ``rw·ro`` FMAs. The accumulator is an
+  ``NCHW{L}c`` tile in ``local`` scope (registers after LLVM's SROA);
+* the **epilogue** (every injective block after the conv, inlined into one) runs per tile on
+  the accumulator and writes the NCHW output;
+* the padded input stays NCHW (built once per layer, in parallel; a pad of zero is inlined);
+  the outer tile loops are fused and run in parallel.
+
+Depthwise convolutions (``groups == C``, ``group_conv2d_nchw`` with one channel per group)
+and convs whose output channels do not fill vectors get :func:`row_sketch`: vectors along
+the output row, weights broadcast. GEMV and reductions get TVM's ``dlight.cpu`` rules;
+anything else left unscheduled a generic schedule: outer spatial loops fused and parallel,
+an innermost spatial loop vectorised.
+
+The same conv sketch is MetaSchedule's rule for these blocks when tuning
+(``schedule_rule = accelc_cpu_conv``), with the register tile sampled.
+
+Preserves: the computation (only loop structure, the layout of intermediates and the
+weight layout change); fp32 results equal TVM's naive loops up to summation order, int32
+results exactly.
+"""
+
+from __future__ import annotations
+
+RULE = "accelc_cpu_conv"
+CONV = "conv2d_nchw"
+DEPTHWISE = "group_conv2d_nchw"
+CONV_NHWC = "conv2d_nhwc"
+DEPTHWISE_NHWC = "group_conv2d_nhwc"
+MATMUL = "matmul"
+PAD = "pad_temp"
+MAX_ACCUMULATORS = 16  # NCHW/matmul tiles, of 32 zmm registers: LLVM interleaves steps, more spill
+NHWC_ACCUMULATORS = 28  # NHWC tiles: rw·ro + ro weight vectors + 1 broadcast ≈ 32 registers
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def conv_tile(out_width: int, vectors: int, limit: int = MAX_ACCUMULATORS) -> tuple[int, int]:
+    """``(rw, ro)`` for the untuned schedule: the most accumulators ≤ ``limit``, rows ≤ 14
+    wide, then the most channel vectors. Measured on ResNet-18's 3×3 layers (2 cores, AVX-512):
+    NCHW tiles spill beyond 16 accumulators; NHWC tiles are fastest at 7×4 = 28 (each weight
+    vector reused 7×, each broadcast 4×: the weights stream from L2 at half the rate of 4×4)."""
+    options = [(rw, ro) for ro in _divisors(vectors) if ro <= 4
+               for rw in _divisors(out_width) if rw <= 14 and rw * ro <= limit]
+    return max(options, key=lambda t: (t[0] * t[1], t[1]))
+
+
+def simd_lanes(target) -> int:
+    import tvm
+
+    has = tvm.get_global_func("target.target_has_feature")
+    return 16 if has("avx512f", target) else 8
+
+
+# ----------------------------------------------------------------------------- helpers
+def _root_blocks(sch):
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def _name(sch, block) -> str:
+    return sch.get(block).name_hint
+
+
+def _fold_epilogue(sch, anchor: str):
+    """Inline every block but ``anchor``, the pad and the function's single output block into
+    its consumers; return the output block (None when the function has another shape)."""
+    outs = list(sch.get_output_blocks(sch.get_sblock("root")))
+    if len(outs) != 1:
+        return None
+    out_name = _name(sch, outs[0])
+    if out_name == anchor:
+        return None
+    for block in _root_blocks(sch):
+        if _name(sch, block) not in (anchor, PAD, out_name):
+            sch.compute_inline(block)
+    return sch.get_sblock(out_name)
+
+
+def _prepare_pad(sch, anchor, lanes: int = 0) -> None:
+    """Inline a pad of zero width; otherwise build the padded input in parallel (NHWC:
+    vectorised along channels)."""
+    if PAD not in [_name(sch, b) for b in _root_blocks(sch)]:
+        return
+    pad = sch.get_sblock(PAD)
+    src = sch.get(pad).reads[0].source
+    dst = sch.get(pad).writes[0].source
+    if [int(d) for d in src.shape] == [int(d) for d in dst.shape]:
+        sch.compute_inline(pad)
+        return
+    loops = sch.get_loops(pad)
+    sch.parallel(sch.fuse(*loops[:2]))
+    if lanes:
+        _vectorize_tail(sch, pad, lanes)
+
+
+def _split(sch, loop, max_inner: int, fixed: int | None):
+    factors = sch.sample_perfect_tile(loop, n=2, max_innermost_factor=max_inner) if fixed is None else [None, fixed]
+    return sch.split(loop, factors)
+
+
+# ----------------------------------------------------------------------------- sketches
+def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = None, decompose: bool = True):
+    """Schedule a ``conv2d_nchw`` block and its epilogue (see the module docstring).
+    ``tile=None`` samples ``(rw, ro)`` (MetaSchedule); ``decompose=False`` leaves the
+    reduction's init to MetaSchedule's ``RewriteReductionBlock``. Returns None when the
+    function does not have the expected shape (the caller keeps the original)."""
+    out = _fold_epilogue(sch, CONV)
+    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
+    if out is None or int(sch.get(ff).extent) % lanes:
+        return None
+    _prepare_pad(sch, conv)
+    weight = sch.cache_read(conv, 1, "global")
+    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(conv, ("read", 1), lambda o, i, h, w: (o // lanes, i, h, w, o % lanes))
+    sch.transform_layout(conv, ("write", 0), lambda b, c, h, w: (b, c // lanes, h, w, c % lanes))
+    sch.set_scope(conv, 0, "local")
+    vectors, vec = sch.split(ff, [None, lanes])
+    rw, ro = tile if tile is not None else (None, None)
+    ff_o, ff_r = _split(sch, vectors, 4, ro)
+    xx_o, xx_r = _split(sch, xx, 14, rw)
+    sch.reorder(n, ff_o, yy, xx_o, rc, ry, rx, xx_r, ff_r, vec)
+    sch.parallel(sch.fuse(n, ff_o, yy))
+    sch.unroll(xx_r)
+    sch.unroll(ff_r)
+    sch.vectorize(vec)
+    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
+    if decompose:
+        sch.decompose_reduction(conv, rc)
+    return sch
+
+
+def _vectorize_tail(sch, block, lanes: int) -> None:
+    loop = sch.get_loops(block)[-1]
+    extent = int(sch.get(loop).extent)
+    if extent % lanes == 0 and extent > lanes:
+        loop = sch.split(loop, [None, lanes])[1]
+    if extent % lanes == 0:
+        sch.vectorize(loop)
+
+
+def nhwc_tiles(anchor: str, out_width: int, vectors: int) -> tuple[int, int]:
+    """``(rw, ro)`` for an NHWC conv: as :func:`conv_tile`; depthwise: ≤ 8 accumulators
+    (each step loads an input vector per accumulator, so fewer pay off)."""
+    if anchor == DEPTHWISE_NHWC:
+        options = [(rw, ro) for ro in _divisors(vectors) if ro <= 2
+                   for rw in _divisors(out_width) if rw <= 8 and rw * ro <= 8]
+        return max(options, key=lambda t: (t[0] * t[1], t[1]))
+    return conv_tile(out_width, vectors, NHWC_ACCUMULATORS)
+
+
+def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | None = None, decompose: bool = True):
+    """Schedule an NHWC conv (``conv2d_nhwc``, or depthwise ``group_conv2d_nhwc``) and its
+    epilogue: output channels are contiguous, so vectors run along them in the accumulator,
+    the epilogue and the stores alike. Dense: weights ``[O/L, KH, KW, C, L]``, inputs
+    broadcast. Depthwise: weights ``[KH, KW, 1, O]``, inputs loaded as vectors of channels."""
+    out = _fold_epilogue(sch, anchor)
+    n, yy, xx, ff, ry, rx, rc = sch.get_loops(conv)
+    depthwise = anchor == DEPTHWISE_NHWC
+    if out is None or int(sch.get(ff).extent) % lanes or (depthwise and int(sch.get(rc).extent) != 1):
+        return None
+    _prepare_pad(sch, conv, lanes)
+    weight = sch.cache_read(conv, 1, "global")
+    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
+    if depthwise:
+        sch.transform_layout(conv, ("read", 1), lambda o, h, w, i: (h, w, i, o))
+    else:
+        sch.transform_layout(conv, ("read", 1), lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
+    sch.set_scope(conv, 0, "local")
+    vectors, vec = sch.split(ff, [None, lanes])
+    rw, ro = tile if tile is not None else (None, None)
+    ff_o, ff_r = _split(sch, vectors, 4, ro)
+    xx_o, xx_r = _split(sch, xx, 14, rw)
+    sch.reorder(n, ff_o, yy, xx_o, ry, rx, rc, xx_r, ff_r, vec)
+    sch.parallel(sch.fuse(n, ff_o, yy))
+    if depthwise:
+        sch.unroll(ry)
+        sch.unroll(rx)
+    sch.unroll(xx_r)
+    sch.unroll(ff_r)
+    sch.vectorize(vec)
+    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
+    _vectorize_tail(sch, out, lanes)
+    if decompose:
+        sch.decompose_reduction(conv, ry)
+    return sch
+
+
+def row_sketch(sch, conv, anchor: str, *, decompose: bool = True):
+    """Schedule a conv whose output channels do not fill SIMD vectors (depthwise
+    ``group_conv2d_nchw`` with one channel per group, or few/odd channel counts): vectors of
+    ≤ 16 outputs along a row times up to 8 output channels in registers (weights broadcast),
+    the window unrolled for depthwise, the epilogue per tile."""
+    out = _fold_epilogue(sch, anchor)
+    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
+    if out is None or (anchor == DEPTHWISE and int(sch.get(rc).extent) != 1):
+        return None
+    _prepare_pad(sch, conv)
+    width, channels = int(sch.get(xx).extent), int(sch.get(ff).extent)
+    sch.set_scope(conv, 0, "local")
+    rows = 1 if anchor == DEPTHWISE else max(d for d in _divisors(channels) if d <= 8)
+    ff_o, ff_r = sch.split(ff, [None, rows])
+    xx_o, xx_v = sch.split(xx, [None, max(d for d in _divisors(width) if d <= 16)])
+    sch.reorder(n, ff_o, yy, xx_o, rc, ry, rx, ff_r, xx_v)
+    sch.parallel(sch.fuse(n, ff_o, yy))
+    if anchor == DEPTHWISE:
+        sch.unroll(ry)
+        sch.unroll(rx)
+    sch.unroll(ff_r)
+    sch.vectorize(xx_v)
+    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
+    if decompose:
+        sch.decompose_reduction(conv, rc)
+    return sch
+
+
+def matmul_sketch(sch, block, *, decompose: bool = True):
+    """Schedule ``y[i, j] = Σ_k x[i, k]·w[k, j]`` (+ epilogue): vectors of ≤ 16 along ``j``
+    (contiguous in ``w``), up to 4 rows × 4 vectors in registers, ``k`` innermost-but-tile."""
+    out = _fold_epilogue(sch, MATMUL)
+    loops = sch.get_loops(block)
+    if out is None or len(loops) != 3:
+        return None
+    i, j, k = loops
+    rows, cols = int(sch.get(i).extent), int(sch.get(j).extent)
+    vec = max(d for d in _divisors(cols) if d <= 16)
+    vecs = max(d for d in _divisors(cols // vec) if d <= 4)
+    rows_r = max(d for d in _divisors(rows) if d <= 4 and d * vecs <= MAX_ACCUMULATORS)
+    sch.set_scope(block, 0, "local")
+    i_o, i_r = sch.split(i, [None, rows_r])
+    j_o, j_r, j_v = sch.split(j, [None, vecs, vec])
+    sch.reorder(i_o, j_o, k, i_r, j_r, j_v)
+    sch.parallel(sch.fuse(i_o, j_o))
+    sch.unroll(i_r)
+    sch.unroll(j_r)
+    sch.vectorize(j_v)
+    sch.reverse_compute_at(out, sch.get_loops(block)[0], preserve_unit_loops=True)
+    if decompose:
+        sch.decompose_reduction(block, k)
+    return sch
+
+
+def generic_sketch(sch):
+    """Per block: the leading spatial loops fused and parallel; a spatial innermost loop
+    vectorised. Blocks where that does not apply are left as they are."""
+    from tvm import s_tir
+
+    for block in _root_blocks(sch):
+        iters = sch.get(block).iter_vars
+        loops = sch.get_loops(block)
+        if len(loops) != len(iters) or not loops:
+            continue
+        spatial = [i.iter_type == 0 for i in iters]
+        lead = 0
+        while lead < len(loops) and spatial[lead]:
+            lead += 1
+        try:
+            if all(spatial) and len(loops) > 1 and int(sch.get(loops[-1]).extent) >= 4:
+                sch.vectorize(loops[-1])
+                lead -= 1
+            elif _is_window(spatial, loops, sch):
+                # pooling (NHWC): the channel loop innermost, under the window, vectorised
+                sch.reorder(*loops[lead:], loops[lead - 1])
+                sch.vectorize(loops[lead - 1])
+                sch.decompose_reduction(block, loops[lead])
+                lead -= 1
+            if lead >= 1:
+                sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
+        except s_tir.ScheduleError:
+            continue
+    return sch
+
+
+def _is_window(spatial: list[bool], loops, sch) -> bool:
+    """Four spatial loops then only reductions, a last spatial extent worth a vector."""
+    return (len(spatial) > 4 and spatial[:4] == [True] * 4 and not any(spatial[4:])
+            and int(sch.get(loops[3]).extent) >= 8)
+
+
+# ----------------------------------------------------------------------------- module level
+def _try(func, sketch):
+    """Apply ``sketch`` to a copy of ``func``; the scheduled PrimFunc or None."""
+    import tvm
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    try:
+        if sketch(sch) is None:
+            return None
+    except s_tir.ScheduleError:
+        return None
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _block_names(func) -> set[str]:
+    import tvm
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    return {_name(sch, b) for b in _root_blocks(sch)}
+
+
+def schedule_func(func, lanes: int):
+    """The scheduled PrimFunc (conv, depthwise or generic), or None when none applies."""
+    names = _block_names(func)
+    for anchor in (CONV_NHWC, DEPTHWISE_NHWC):
+        if anchor in names:
+            return _try(func, lambda s: _nhwc_default(s, anchor, lanes))
+    if CONV in names:
+        done = _try(func, lambda s: conv_sketch(s, s.get_sblock(CONV), lanes=lanes,
+                                                tile=_default_tile(s, lanes)))
+        if done is not None:
+            return done
+    for anchor in (CONV, DEPTHWISE):
+        if anchor in names:
+            done = _try(func, lambda s: row_sketch(s, s.get_sblock(anchor), anchor))
+            if done is not None:
+                return done
+    if MATMUL in names:
+        return _try(func, lambda s: matmul_sketch(s, s.get_sblock(MATMUL)))
+    return None
+
+
+def _nhwc_default(sch, anchor: str, lanes: int):
+    conv = sch.get_sblock(anchor)
+    loops = sch.get_loops(conv)
+    channels = int(sch.get(loops[3]).extent)
+    lanes = next((v for v in (lanes, 8, 4) if channels % v == 0 and v <= lanes), 0)
+    if not lanes:
+        return None
+    tile = nhwc_tiles(anchor, int(sch.get(loops[2]).extent), channels // lanes)
+    return nhwc_sketch(sch, conv, anchor, lanes=lanes, tile=tile)
+
+
+def _default_tile(sch, lanes: int) -> tuple[int, int]:
+    loops = sch.get_loops(sch.get_sblock(CONV))
+    return conv_tile(int(sch.get(loops[3]).extent), max(1, int(sch.get(loops[1]).extent) // lanes))
+
+
+def apply_default_schedules(mod, target):
+    """Schedule every PrimFunc of ``mod`` that nothing (tuning, the VNNI sketch) scheduled."""
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.irmod import with_functions
+
+    lanes = simd_lanes(target)
+
+    def unscheduled():
+        return [(gv, f) for gv, f in mod.functions.items()
+                if isinstance(f, tirx.PrimFunc) and not f.attrs.get("tirx.is_scheduled")]
+
+    mod = with_functions(mod, {gv: done for gv, f in unscheduled() if (done := schedule_func(f, lanes)) is not None})
+    mod = _dlight_cpu(mod, target)
+    return with_functions(mod, {gv: done for gv, f in unscheduled() if (done := _try(f, generic_sketch)) is not None})
+
+
+def _dlight_cpu(mod, target):
+    """TVM's default CPU rules (GEMV, reductions) for what the conv sketches did not take."""
+    import tvm
+    from tvm.s_tir import dlight as dl
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
+
+
+ANCHORS = (CONV_NHWC, DEPTHWISE_NHWC, CONV)
+
+
+def _tuning_sketch(sch, block, lanes: int):
+    anchor = _name(sch, block)
+    channels = int(sch.get(sch.get_loops(block)[3 if anchor != CONV else 1]).extent)
+    lanes = next((v for v in (lanes, 8, 4) if channels % v == 0 and v <= lanes), 0)
+    if not lanes:
+        return None
+    if anchor == CONV:
+        return conv_sketch(sch, block, lanes=lanes, decompose=False)
+    return nhwc_sketch(sch, block, anchor, lanes=lanes, decompose=False)
+
+
+def annotate_for_tuning(mod, target):
+    """Make the conv sketches MetaSchedule's search space for the functions they schedule:
+    the anchor block gets ``schedule_rule = accelc_cpu_conv`` (its register tile is sampled),
+    the other blocks ``None`` (the sketch places them), and the function loses its
+    layout-free buffers (the sketch packs the weights itself; ``RewriteLayout`` would fight
+    it). Functions the sketch cannot take keep MetaSchedule's own rules."""
+    import tvm
+    from tvm import s_tir, tirx
+
+    from accelc.targets.tvm_backend.irmod import with_functions
+
+    lanes = simd_lanes(target)
+    register_sketch(lanes)
+    updates = {}
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled"):
+            continue
+        anchor = next((a for a in ANCHORS if a in _block_names(func)), None)
+        if anchor is None:
+            continue
+        trial = s_tir.Schedule(tvm.IRModule({"main": func}))
+        try:
+            if _tuning_sketch(trial, trial.get_sblock(anchor), lanes) is None:
+                continue
+        except s_tir.ScheduleError:
+            continue
+        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+        for block in _root_blocks(sch):
+            sch.annotate(block, "schedule_rule", RULE if _name(sch, block) == anchor else "None")
+        func = sch.mod["main"]
+        updates[gv] = func.without_attr("layout_free_buffers") if "layout_free_buffers" in func.attrs else func
+    return with_functions(mod, updates)
+
+
+def register_sketch(lanes: int) -> None:
+    """Register the sampled conv sketch as MetaSchedule's rule ``accelc_cpu_conv``."""
+    import tvm_ffi
+
+    def rule(sch, block):
+        done = _tuning_sketch(sch, block, lanes)
+        return [done] if done is not None else [sch]
+
+    tvm_ffi.register_global_func(f"s_tir.meta_schedule.cpu.{RULE}", rule, override=True)

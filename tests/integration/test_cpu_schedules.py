@@ -1,0 +1,152 @@
+"""Default CPU schedules (targets/tvm_backend/cpu_conv.py) and the NHWC layout step
+(targets/tvm_backend/layout.py): real TVM builds, outputs against PyTorch."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import accelc
+from accelc.targets.tvm_backend import cpu_conv, layout
+
+
+class ConvChain(nn.Module):
+    """conv layers (dense or depthwise, 1×1/3×3, stride 1/2), each followed by relu / relu6 /
+    nothing, optionally with a residual add; global pool + linear head."""
+
+    def __init__(self, cin: int, layers: list[tuple], classes: int = 7):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.plan = []
+        c = cin
+        for cout, k, stride, depthwise, act, residual in layers:
+            if depthwise:
+                cout = c
+            self.convs.append(nn.Conv2d(c, cout, k, stride, k // 2, groups=c if depthwise else 1))
+            self.plan.append((act, residual and cout == c and stride == 1))
+            c = cout
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        for conv, (act, residual) in zip(self.convs, self.plan):
+            y = conv(x)
+            y = torch.relu(y) if act == "relu" else F.relu6(y) if act == "relu6" else y
+            x = x + y if residual else y
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+layer = st.tuples(st.sampled_from([8, 16, 24, 32, 48]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
+                  st.booleans(), st.sampled_from(["relu", "relu6", "none"]), st.booleans())
+
+
+def _compile_and_compare(model, x, tmp_path, **kw):
+    torch.manual_seed(0)
+    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path / "art", verify_each=False, quiet=True, **kw)
+    out = compiled.runner.run([x.numpy()])[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    return compiled
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cin=st.sampled_from([3, 8, 16]), size=st.integers(5, 17), layers=st.lists(layer, min_size=1, max_size=4),
+       seed=st.integers(0, 1000))
+def test_random_conv_chains_match_pytorch(cin, size, layers, seed, tmp_path_factory):
+    """Whatever the channel counts, strides, kernels and widths (odd, prime), the default
+    schedules (NHWC when every conv's channels divide into vectors, NCHW otherwise) compute
+    what PyTorch does."""
+    torch.manual_seed(seed)
+    model = ConvChain(cin, layers).eval()
+    x = torch.randn(1, cin, size, size)
+    _compile_and_compare(model, x, tmp_path_factory.mktemp("chain"))
+
+
+def test_every_conv_is_scheduled_and_weights_packed():
+    """ResNet-style fp32 graph: no PrimFunc is left to TVM's naive loops, conv weights are
+    stored pre-packed ([O/16, KH, KW, C, 16]) and the graph runs in NHWC."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.params import fold_param_transforms
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+
+    model = ConvChain(16, [(32, 3, 1, False, "relu", False), (32, 3, 1, True, "relu6", True),
+                           (64, 1, 2, False, "none", False)]).eval()
+    x = torch.randn(2, 16, 12, 12)
+    mod, params = to_relax(torch.fx.symbolic_trace(model), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    assert layout.wants_nhwc(mod)
+    mod, params = fold_param_transforms(layout.to_nhwc(mod), params)
+    mod = cpu_conv.apply_default_schedules(legalize_and_fuse(mod, target), target)
+    funcs = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    assert all(f.attrs.get("tirx.is_scheduled") for f in funcs.values()), \
+        [n for n, f in funcs.items() if not f.attrs.get("tirx.is_scheduled")]
+    scripts = {n: f.script() for n, f in funcs.items()}
+    assert sum("conv2d_nhwc" in s for s in scripts.values()) >= 2
+    assert all("layout_rewrite_preproc" in s for s in scripts.values() if "conv2d_nhwc\"" in s)
+    assert any("T.vectorized(T.int64(16))" in s for s in scripts.values())
+
+
+def test_nhwc_only_when_channels_fill_vectors():
+    from accelc.targets.tvm_backend.importer import to_relax
+
+    x = torch.randn(1, 3, 8, 8)
+    ok = ConvChain(3, [(16, 3, 1, False, "relu", False), (8, 1, 1, False, "none", False)]).eval()
+    odd = ConvChain(3, [(16, 3, 1, False, "relu", False), (12, 1, 1, False, "none", False)]).eval()
+    assert layout.wants_nhwc(to_relax(torch.fx.symbolic_trace(ok), (x,))[0])
+    assert not layout.wants_nhwc(to_relax(torch.fx.symbolic_trace(odd), (x,))[0])
+
+
+def test_clip_rewrite_is_exact():
+    """ReLU6 as minimum(maximum(x, 0), 6) gives bit-identical results (values at and beyond
+    both bounds included)."""
+    import tvm
+    from tvm import relax
+
+    from accelc.targets.tvm_backend.importer import to_relax
+
+    class M(nn.Module):
+        def forward(self, x):
+            return F.relu6(x) * 2 + F.hardtanh(x, -1.5, 0.25)
+
+    x = torch.tensor([[-7.0, -1.5, -0.0, 0.0, 0.25, 3.0, 6.0, 6.5, float("inf"), float("-inf")]])
+    mod, _ = to_relax(torch.fx.symbolic_trace(M()), (x,))
+    rewritten = layout.clip_as_min_max(mod)
+    assert "clip" in mod["main"].script() and "clip" not in rewritten["main"].script()
+    outs = []
+    for m in (mod, rewritten):
+        vm = relax.VirtualMachine(tvm.compile(m, target=tvm.target.Target({"kind": "llvm"})), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[1], M()(x).numpy())
+
+
+@pytest.mark.parametrize("width,vectors", [(56, 4), (28, 8), (14, 16), (7, 32), (112, 2), (13, 3), (1, 1)])
+def test_conv_tile_fits_registers(width, vectors):
+    rw, ro = cpu_conv.conv_tile(width, vectors)
+    assert width % rw == 0 and vectors % ro == 0
+    assert rw * ro <= cpu_conv.MAX_ACCUMULATORS
+    assert rw * ro >= min(8, width * vectors)  # enough independent FMAs to hide latency
+
+
+def test_tuned_conv_uses_the_sketch(tmp_path):
+    """With --tune, MetaSchedule searches the conv sketch's tiles (the rule is registered and
+    the tuned library equals PyTorch)."""
+    torch.manual_seed(0)
+    model = ConvChain(16, [(32, 3, 1, False, "relu", False)]).eval()
+    x = torch.randn(1, 16, 14, 14)
+    compiled = _compile_and_compare(model, x, tmp_path, tune=4, tuning_db=str(tmp_path / "db"), tune_budget=120)
+    assert compiled.report["tuning"]["tasks_tuned"] >= 1
+    lines = (tmp_path / "db" / "database_workload.json").read_text().splitlines()
+    workloads = [base64.b64decode(json.loads(line)[1]) for line in lines]
+    assert any(cpu_conv.RULE.encode() in w for w in workloads)
