@@ -4,8 +4,8 @@ Models (examples/models.py, random weights; LeNet at 1×28×28, the others at 3�
 batch 1 and 8. For each: PyTorch eager, torch.compile (inductor), ONNX Runtime fp32, ONNX
 Runtime int8 (static QDQ, per-channel weights, ``quantize_static`` with the same calibration
 data accelc uses), TVM untuned (the Relax frontend and ``tvm.compile``'s default pipeline for
-the same LLVM target: TVM as a user gets it without accelc), accelc fp32 tuned and accelc
-int8 tuned (MetaSchedule, ``--tune TRIALS --tune-budget S``; operators the budget did not
+the same LLVM target: TVM as a user gets it without accelc), accelc fp32 untuned (its
+default schedules, no tuning), accelc fp32 tuned and accelc int8 tuned (MetaSchedule, ``--tune TRIALS --tune-budget S``; operators the budget did not
 reach keep accelc's default schedules).
 
 Every number is the median wall-clock time of ``runs`` calls after ``warmup`` calls, numpy
@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PEERS = ["eager", "inductor", "ort_fp32", "ort_int8", "tvm_untuned"]
-OURS = ["accelc_fp32", "accelc_int8"]
+OURS = ["accelc_fp32_default", "accelc_fp32", "accelc_int8"]
 LABELS = {"eager": "PyTorch eager", "inductor": "torch.compile", "ort_fp32": "ORT fp32", "ort_int8": "ORT int8 QDQ",
-          "tvm_untuned": "TVM untuned", "accelc_fp32": "accelc fp32 tuned", "accelc_int8": "accelc int8 tuned"}
+          "tvm_untuned": "TVM untuned", "accelc_fp32_default": "accelc fp32 untuned", "accelc_fp32": "accelc fp32 tuned", "accelc_int8": "accelc int8 tuned"}
 INT8 = "fuse,quantize(sensitivity=false)"
 
 
@@ -121,7 +121,7 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
     else:
         import accelc
 
-        tune = True
+        tune = engine != "accelc_fp32_default"  # untuned: accelc's default schedules only
         t = time.time()
         compiled = accelc.compile(model, (x,), pipeline=INT8 if engine == "accelc_int8" else "fuse",
                                   calib=str(calib) if engine == "accelc_int8" else None, verify_each=False,

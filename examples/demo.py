@@ -73,7 +73,7 @@ def main() -> None:
     weights = int8_report["graph"]
     print(f"weights: {weights['original']['param_bytes'] / 1e6:.2f} MB fp32 → {weights['final']['param_bytes'] / 1e6:.2f} MB int8")
     if not TUNE:
-        print("schedules: TVM defaults (untuned); ACCELC_DEMO_TUNE=N make demo tunes them with N MetaSchedule trials")
+        print("schedules: accelc's defaults (untuned); ACCELC_DEMO_TUNE=N make demo tunes them with N MetaSchedule trials")
     print(f"artifacts: {BUILD.relative_to(ROOT)}/lenet-{{fp32,int8}} — inspect with `accelc report DIR`")
 
 
