@@ -335,11 +335,16 @@ def schedule_func(func, lanes: int):
     return None
 
 
+def _fitting_lanes(channels: int, lanes: int) -> int:
+    """The widest vector (``lanes``, 8 or 4, at most ``lanes``) that divides ``channels``; 0 if none."""
+    return next((v for v in (lanes, 8, 4) if channels % v == 0 and v <= lanes), 0)
+
+
 def _nhwc_default(sch, anchor: str, lanes: int):
     conv = sch.get_sblock(anchor)
     loops = sch.get_loops(conv)
     channels = int(sch.get(loops[3]).extent)
-    lanes = next((v for v in (lanes, 8, 4) if channels % v == 0 and v <= lanes), 0)
+    lanes = _fitting_lanes(channels, lanes)
     if not lanes:
         return None
     tile = nhwc_tiles(anchor, int(sch.get(loops[2]).extent), channels // lanes)
@@ -382,8 +387,7 @@ ANCHORS = (CONV_NHWC, DEPTHWISE_NHWC, CONV)
 
 def _tuning_sketch(sch, block, lanes: int):
     anchor = _name(sch, block)
-    channels = int(sch.get(sch.get_loops(block)[3 if anchor != CONV else 1]).extent)
-    lanes = next((v for v in (lanes, 8, 4) if channels % v == 0 and v <= lanes), 0)
+    lanes = _fitting_lanes(int(sch.get(sch.get_loops(block)[3 if anchor != CONV else 1]).extent), lanes)
     if not lanes:
         return None
     if anchor == CONV:
