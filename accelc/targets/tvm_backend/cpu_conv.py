@@ -113,6 +113,16 @@ def _split(sch, loop, max_inner: int, fixed: int | None):
     return sch.split(loop, factors)
 
 
+def _register_tile(sch, ff, xx, lanes: int, tile: tuple[int, int] | None):
+    """Split output channels into (outer, ``ro`` vectors, ``lanes``) and the row into
+    (outer, ``rw``); ``tile=None`` samples ``(rw, ro)``."""
+    vectors, vec = sch.split(ff, [None, lanes])
+    rw, ro = tile if tile is not None else (None, None)
+    ff_o, ff_r = _split(sch, vectors, 4, ro)
+    xx_o, xx_r = _split(sch, xx, 14, rw)
+    return ff_o, ff_r, vec, xx_o, xx_r
+
+
 # ----------------------------------------------------------------------------- sketches
 def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = None, decompose: bool = True):
     """Schedule a ``conv2d_nchw`` block and its epilogue (see the module docstring).
@@ -129,10 +139,7 @@ def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = No
     sch.transform_layout(conv, ("read", 1), lambda o, i, h, w: (o // lanes, i, h, w, o % lanes))
     sch.transform_layout(conv, ("write", 0), lambda b, c, h, w: (b, c // lanes, h, w, c % lanes))
     sch.set_scope(conv, 0, "local")
-    vectors, vec = sch.split(ff, [None, lanes])
-    rw, ro = tile if tile is not None else (None, None)
-    ff_o, ff_r = _split(sch, vectors, 4, ro)
-    xx_o, xx_r = _split(sch, xx, 14, rw)
+    ff_o, ff_r, vec, xx_o, xx_r = _register_tile(sch, ff, xx, lanes, tile)
     sch.reorder(n, ff_o, yy, xx_o, rc, ry, rx, xx_r, ff_r, vec)
     sch.parallel(sch.fuse(n, ff_o, yy))
     sch.unroll(xx_r)
@@ -181,10 +188,7 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
     else:
         sch.transform_layout(conv, ("read", 1), lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
     sch.set_scope(conv, 0, "local")
-    vectors, vec = sch.split(ff, [None, lanes])
-    rw, ro = tile if tile is not None else (None, None)
-    ff_o, ff_r = _split(sch, vectors, 4, ro)
-    xx_o, xx_r = _split(sch, xx, 14, rw)
+    ff_o, ff_r, vec, xx_o, xx_r = _register_tile(sch, ff, xx, lanes, tile)
     sch.reorder(n, ff_o, yy, xx_o, ry, rx, rc, xx_r, ff_r, vec)
     sch.parallel(sch.fuse(n, ff_o, yy))
     if depthwise:
