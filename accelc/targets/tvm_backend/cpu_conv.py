@@ -91,7 +91,7 @@ def _fold_epilogue(sch, anchor: str):
     return sch.get_sblock(out_name)
 
 
-def _prepare_pad(sch, anchor, lanes: int = 0) -> None:
+def _prepare_pad(sch, lanes: int = 0) -> None:
     """Inline a pad of zero width; otherwise build the padded input in parallel (NHWC:
     vectorised along channels)."""
     if PAD not in [_name(sch, b) for b in _root_blocks(sch)]:
@@ -133,7 +133,7 @@ def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = No
     n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
     if out is None or int(sch.get(ff).extent) % lanes:
         return None
-    _prepare_pad(sch, conv)
+    _prepare_pad(sch)
     weight = sch.cache_read(conv, 1, "global")
     sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
     sch.transform_layout(conv, ("read", 1), lambda o, i, h, w: (o // lanes, i, h, w, o % lanes))
@@ -180,7 +180,7 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
     depthwise = anchor == DEPTHWISE_NHWC
     if out is None or int(sch.get(ff).extent) % lanes or (depthwise and int(sch.get(rc).extent) != 1):
         return None
-    _prepare_pad(sch, conv, lanes)
+    _prepare_pad(sch, lanes)
     weight = sch.cache_read(conv, 1, "global")
     sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
     if depthwise:
@@ -213,7 +213,7 @@ def row_sketch(sch, conv, anchor: str, *, decompose: bool = True):
     n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
     if out is None or (anchor == DEPTHWISE and int(sch.get(rc).extent) != 1):
         return None
-    _prepare_pad(sch, conv)
+    _prepare_pad(sch)
     width, channels = int(sch.get(xx).extent), int(sch.get(ff).extent)
     sch.set_scope(conv, 0, "local")
     rows = 1 if anchor == DEPTHWISE else max(d for d in _divisors(channels) if d <= 8)
