@@ -78,7 +78,7 @@ def test_every_conv_is_scheduled_and_weights_packed():
 
     from accelc.targets.tvm_backend.importer import to_relax
     from accelc.targets.tvm_backend.params import fold_param_transforms
-    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+    from accelc.targets.tvm_backend.pipeline import apply_default_schedules, legalize_and_fuse
 
     model = ConvChain(16, [(32, 3, 1, False, "relu", False), (32, 3, 1, True, "relu6", True),
                            (64, 1, 2, False, "none", False)]).eval()
@@ -87,7 +87,7 @@ def test_every_conv_is_scheduled_and_weights_packed():
     target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
     assert layout.wants_nhwc(mod)
     mod, params = fold_param_transforms(layout.to_nhwc(mod), params)
-    mod = cpu_conv.apply_default_schedules(legalize_and_fuse(mod, target), target)
+    mod = apply_default_schedules(legalize_and_fuse(mod, target), target)
     funcs = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     assert all(f.attrs.get("tirx.is_scheduled") for f in funcs.values()), \
         [n for n, f in funcs.items() if not f.attrs.get("tirx.is_scheduled")]

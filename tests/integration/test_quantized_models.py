@@ -40,3 +40,4 @@ def test_random_cnns_int8_artifacts_are_exact(model_and_inputs, tmp_path_factory
         for seed in range(2):
             xi = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * 2
             np.testing.assert_array_equal(compiled(xi).numpy(), reference(xi).detach().numpy())
+

@@ -78,6 +78,42 @@ def test_second_compile_reuses_the_database(tmp_path):
     assert (db / "database_tuning_record.json").stat().st_size > 0 and (db / "accelc_trials.json").is_file()
 
 
+def test_the_default_schedule_is_a_candidate(tmp_path):
+    """Each task's default schedule is measured and stored before the search: no task ends up
+    with a schedule measured slower than its default, and a task where the default won gets
+    exactly the default's code back from the database (its trace replays)."""
+    import tvm_ffi
+    from tvm import relax
+
+    from accelc.targets.cpu import CPUTarget
+    from accelc.targets.tvm_backend import cpu_conv
+    from accelc.targets.tvm_backend.defaults import default_schedule
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.layout import to_nhwc
+    from accelc.targets.tvm_backend.params import fold_param_transforms
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+    from accelc.targets.tvm_backend.tuning import TuningOptions, strip_foreign_schedule_rules, tune_and_apply
+
+    model, x = _model()
+    target = CPUTarget().tvm_target()
+    mod, params = to_relax(torch.fx.symbolic_trace(model), (x,))
+    mod, _ = fold_param_transforms(to_nhwc(mod), params)
+    mod = relax.transform.AttachAttrLayoutFreeBuffers()(legalize_and_fuse(mod, target))
+    tuned, report = tune_and_apply(mod, target, TuningOptions(trials=1, db=str(tmp_path / "db")))
+    rows = {r.name: r for r in report.tasks}
+    assert rows and all(r.default_us is not None and r.best_us <= r.default_us for r in rows.values())
+    annotated = cpu_conv.annotate_for_tuning(strip_foreign_schedule_rules(mod), target)
+    kept = [n for n, r in rows.items() if r.kept_default]
+    assert kept  # one trial of the generic search space does not beat the matmul sketch
+    for name in kept:
+        func = tuned[name]
+        assert func.attrs.get("tirx.is_scheduled")
+        with target:
+            expected = default_schedule(annotated[name], target).mod["main"]
+        assert tvm_ffi.structural_equal(func.body, expected.body), name
+    assert report.to_dict()["tasks_kept_default"] == len(kept)
+
+
 def test_tuned_int8_is_bit_exact_with_the_reference_ops(tmp_path):
     """The tuned artifact against the quantized fx graph on fresh inputs (not the samples)."""
     model, x = _model()

@@ -297,7 +297,8 @@ def _is_window(spatial: list[bool], loops, sch) -> bool:
 
 # ----------------------------------------------------------------------------- module level
 def _try(func, sketch):
-    """Apply ``sketch`` to a copy of ``func``; the scheduled PrimFunc or None."""
+    """Apply ``sketch`` to a Schedule of a copy of ``func``; the Schedule, or None when the
+    sketch does not apply."""
     import tvm
     from tvm import s_tir
 
@@ -307,7 +308,7 @@ def _try(func, sketch):
             return None
     except s_tir.ScheduleError:
         return None
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return sch
 
 
 def _block_names(func) -> set[str]:
@@ -319,7 +320,7 @@ def _block_names(func) -> set[str]:
 
 
 def schedule_func(func, lanes: int):
-    """The scheduled PrimFunc (conv, depthwise or generic), or None when none applies."""
+    """The Schedule of ``func`` by the conv, depthwise or matmul sketch, or None when none applies."""
     names = _block_names(func)
     for anchor in (CONV_NHWC, DEPTHWISE_NHWC):
         if anchor in names:
@@ -360,30 +361,20 @@ def _default_tile(sch, lanes: int) -> tuple[int, int]:
     return conv_tile(int(sch.get(loops[3]).extent), max(1, int(sch.get(loops[1]).extent) // lanes))
 
 
-def apply_default_schedules(mod, target):
-    """Schedule every PrimFunc of ``mod`` that nothing (tuning, the VNNI sketch) scheduled."""
-    from tvm import tirx
-
-    from accelc.targets.tvm_backend.irmod import with_functions
-
-    lanes = simd_lanes(target)
-
-    def unscheduled():
-        return [(gv, f) for gv, f in mod.functions.items()
-                if isinstance(f, tirx.PrimFunc) and not f.attrs.get("tirx.is_scheduled")]
-
-    mod = with_functions(mod, {gv: done for gv, f in unscheduled() if (done := schedule_func(f, lanes)) is not None})
-    mod = _dlight_cpu(mod, target)
-    return with_functions(mod, {gv: done for gv, f in unscheduled() if (done := _try(f, generic_sketch)) is not None})
-
-
-def _dlight_cpu(mod, target):
-    """TVM's default CPU rules (GEMV, reductions) for what the conv sketches did not take."""
-    import tvm
+def default_schedule(func, target):
+    """The Schedule an untuned ``func`` gets on an x86 ``target``: a conv/depthwise/matmul
+    sketch, else TVM's ``dlight.cpu`` rules (GEMV, reductions), else :func:`generic_sketch`;
+    None when nothing applies (the function keeps TVM's naive loops)."""
     from tvm.s_tir import dlight as dl
 
-    with target, tvm.transform.PassContext(opt_level=3):
-        return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
+    sch = schedule_func(func, simd_lanes(target))
+    if sch is not None:
+        return sch
+    for rule in (dl.cpu.GEMV(), dl.cpu.Reduction()):
+        space = rule.apply(func, target, False)
+        if space is not None:
+            return space if not isinstance(space, list) else space[0]
+    return _try(func, generic_sketch)
 
 
 ANCHORS = (CONV_NHWC, DEPTHWISE_NHWC, CONV)

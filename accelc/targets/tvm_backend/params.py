@@ -31,8 +31,10 @@ def fold_param_transforms(mod, params: Sequence[np.ndarray]):
     lifted = relax.transform.LiftTransformParams()(mod)
     if TRANSFORM not in _names(lifted):
         return mod, list(params)
-    transform = relax.transform.DeadCodeElimination([TRANSFORM])(lifted)
-    transform = tvm.IRModule({gv: f for gv, f in transform.functions.items() if gv.name_hint != "main"})
+    # only what the transform calls: ``main``'s own kernels are scheduled for the target (VNNI
+    # intrinsics among them) and must not be compiled for the generic host target used here
+    transform = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != "main"})
+    transform = relax.transform.DeadCodeElimination([TRANSFORM])(transform)
     with tvm.transform.PassContext(opt_level=3):
         ex = tvm.compile(transform, target=tvm.target.Target({"kind": "llvm"}))
     vm = relax.VirtualMachine(ex, tvm.cpu())

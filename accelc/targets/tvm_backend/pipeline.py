@@ -6,9 +6,9 @@
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
    CPU the tasks see the weights as layout-free, so a tuned schedule may ask for its own
    weight layout, which step 5 bakes into the weights;
-4. schedule what is left: VNNI layers with their default sketch, then convolutions, depthwise
-   convolutions and the rest with :mod:`.cpu_conv`'s default schedules (CPU); dlight's
-   default GPU schedules (cuda);
+4. schedule what is left with :mod:`.defaults` (CPU: VNNI layers with their sketch,
+   convolutions, depthwise convolutions and the rest with :mod:`.cpu_conv`'s schedules;
+   cuda: dlight's GPU rules);
 5. (CPU) split the layout rewrites (tuned schedules' and the default conv schedules' weight
    packing) off and fold them into the weights;
 6. lower the Relax program to the VM (no further fusion, which would undo the schedules).
@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from accelc.targets.tvm_backend.build import _first_line
+from accelc.targets.tvm_backend.defaults import apply_default_schedules
 from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.layout import to_nhwc
 from accelc.targets.tvm_backend.params import fold_param_transforms
@@ -60,15 +61,6 @@ def _without_vnni_layout_freedom(mod):
     return with_functions(mod, updates)
 
 
-def _gpu_default_schedules(mod, target):
-    import tvm
-    from tvm.s_tir import dlight as dl
-
-    with target, tvm.transform.PassContext(opt_level=3):
-        return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
-                                       dl.gpu.Fallback())(mod)
-
-
 def _vm_lowering(target):
     import importlib
 
@@ -85,7 +77,6 @@ def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOpt
     from tvm import relax
 
     from accelc.errors import TargetError
-    from accelc.targets.tvm_backend import cpu_conv, vnni
 
     cpu = target.kind.name == "llvm"
     tuned = tuning is not None and tuning.active
@@ -103,12 +94,10 @@ def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOpt
     if tuned:
         mod, report = tune_and_apply(mod, target, tuning, quiet=quiet)
     try:
+        mod = apply_default_schedules(mod, target)
         if cpu:
-            mod = cpu_conv.apply_default_schedules(vnni.apply_default_schedules(mod), target)
             mod = relax.transform.SplitLayoutRewritePreproc()(mod)
             mod, params = fold_param_transforms(mod, params)
-        else:
-            mod = _gpu_default_schedules(mod, target)
         with tvm.transform.PassContext(opt_level=3):
             executable = tvm.compile(mod, target=target, relax_pipeline=_vm_lowering(target))
     except Exception as e:  # noqa: BLE001

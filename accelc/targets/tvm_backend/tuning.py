@@ -19,6 +19,12 @@ Semantics:
   first, one batch each; after the deadline no batch is started and candidates of the batch
   in flight are no longer built or measured. What was measured is kept, and a task cut short
   is continued by the next compile.
+* The default schedule is a candidate: before a task is searched for the first time, the
+  schedule an untuned build would give it (:mod:`.defaults`) is measured like any candidate
+  and stored in the database. A search that finds nothing faster (small budgets, tasks outside
+  accelc's sketches, where MetaSchedule's generic space is large) therefore leaves the task
+  with its default code instead of the best of a few poor samples; the report says so per
+  task (``kept_default``).
 * The compiled module takes, for every task, the fastest schedule in the database (ties are
   impossible in practice: run times are measured floats), so the same database and model give
   the same library bytes.
@@ -150,11 +156,19 @@ class TaskRow:
     trials_new: int = 0
     level: int = 0
     best_us: float | None = None
+    default_us: float | None = None  # the default schedule, when measured by this session
     source: str = "none"  # tuned | database | none
+
+    @property
+    def kept_default(self) -> bool:
+        """Measured this session, and nothing found beat the default schedule."""
+        return self.default_us is not None and self.best_us is not None and self.best_us >= self.default_us
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["best_us"] = None if self.best_us is None else round(self.best_us, 3)
+        for key in ("best_us", "default_us"):
+            d[key] = None if d[key] is None else round(d[key], 3)
+        d["kept_default"] = self.kept_default
         return d
 
 
@@ -174,6 +188,7 @@ class TuningReport:
                 "tasks_total": len(rows), "tasks_tuned": sum(r["source"] == "tuned" for r in rows),
                 "db_hits": sum(r["source"] == "database" for r in rows),
                 "tasks_untuned": sum(r["source"] == "none" for r in rows),
+                "tasks_kept_default": sum(r["kept_default"] for r in rows),
                 "new_trials": sum(r["trials_new"] for r in rows), "tasks": rows}
 
 
@@ -280,6 +295,8 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
         if n < len(builder_results):
             skipped.add(task_id)
 
+    builder, runner = in_process_builder(deadline=deadline, skipped=SKIPPED), _runner(target)
+    _measure_defaults(todo, target, db, builder, runner)
     keep = os.environ.get("ACCELC_TUNING_LOGS")  # MetaSchedule's own logs, for debugging the tuner
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="accelc-ms-")) as work, \
             quiet_metaschedule_logs():
@@ -294,8 +311,7 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
             ms.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=work,
                 max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
-                num_trials_per_iter=min(64, per_task), builder=in_process_builder(deadline=deadline, skipped=SKIPPED),
-                runner=_runner(target), database=db.ms,
+                num_trials_per_iter=min(64, per_task), builder=builder, runner=runner, database=db.ms,
                 measure_callbacks=[*ms.MeasureCallback.create("default"), _callback(on_measured)],
                 task_scheduler=_budget_round_robin(deadline))
         finally:
@@ -310,6 +326,43 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
             report.budget_reached = True
         else:
             db.levels[key] = max(row.level, options.trials)
+
+
+def _measure_defaults(todo, target, db: TuningDatabase, builder, runner) -> None:
+    """Measure the default schedule of every task the database has no record for, with the
+    tuner's own builder and runner, and commit it as a tuning record (its trace replays the
+    default schedule). Sets ``row.default_us``; a default that fails to build or run (or is
+    skipped by the deadline) is simply not recorded."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from accelc.targets.tvm_backend.defaults import default_schedule
+
+    picked = []
+    with target:
+        for t, row in todo:
+            task_mod = t.dispatched[0]
+            if db.best_us(task_mod, target) is not None:
+                continue
+            sch = default_schedule(task_mod["main"], target)
+            if sch is not None:
+                picked.append((task_mod, row, sch))
+    if not picked:
+        return
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in picked])
+    ok = [(p, b) for p, b in zip(picked, built) if b.error_msg is None]
+    device = "cpu" if target.kind.name == "llvm" else target.kind.name
+    inputs = [ms.runner.RunnerInput(b.artifact_path, device,
+                                    ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True))
+              for (_, _, sch), b in ok]
+    for ((task_mod, row, sch), _), future in zip(ok, runner.run(inputs) if inputs else []):
+        result = future.result()
+        if result.error_msg is not None or not result.run_secs:
+            continue
+        db.ms.commit_tuning_record(ms.database.TuningRecord(
+            sch.trace, db.ms.commit_workload(task_mod), result.run_secs, target,
+            ms.arg_info.ArgInfo.from_prim_func(task_mod["main"])))
+        secs = [float(s) for s in result.run_secs]
+        row.default_us = sum(secs) / len(secs) * 1e6
 
 
 def _budget_round_robin(deadline: float | None):

@@ -23,7 +23,7 @@ time (:mod:`accelc.targets.tvm_backend.params`), so the artifact stores packed w
 
 Scheduling: the accumulator block carries ``schedule_rule = accelc_vnni``, so MetaSchedule
 calls :func:`vnni_sketch` for it (register tile sizes sampled, the rest fixed); untuned
-layers get the same sketch with heuristic tile sizes (:func:`apply_default_schedules`).
+layers get the same sketch with heuristic tile sizes (:func:`default_schedule`).
 MetaSchedule's own x86 rule is not used for these blocks (it vectorises loops around the
 intrinsic, which LLVM rejects).
 """
@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import functools
 from typing import Callable
-
-from accelc.targets.tvm_backend.irmod import with_functions
 
 RULE = "accelc_vnni"
 INTRIN = "dot_16x4_vnni"  # registered (and fixed for LLVM ≥ 22) by ms_glue.load_tensor_intrinsics
@@ -282,30 +280,26 @@ def is_vnni_func(func) -> bool:
     return bool(func.attrs is not None and func.attrs.get(FUNC_ATTR))
 
 
-def apply_default_schedules(mod):
-    """Schedule every not yet scheduled VNNI PrimFunc of ``mod`` with the heuristic tiles."""
+def default_schedule(func):
+    """:func:`vnni_sketch` with the heuristic tiles on a copy of the VNNI PrimFunc ``func``;
+    the Schedule (its trace replays on the same workload)."""
     import tvm
-    from tvm import s_tir, tirx
+    from tvm import s_tir
 
     from accelc.targets.tvm_backend.ms_glue import load_tensor_intrinsics
 
     load_tensor_intrinsics()
-    updates = {}
-    for gv, func in mod.functions.items():
-        if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled") or not is_vnni_func(func):
-            continue
-        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-        block = sch.get_sblock("vnni_acc")
-        loops = sch.get_loops(block)
-        if len(loops) == 7:
-            tiles = _default_tiles("conv", {"ow": int(sch.get(loops[2]).extent),
-                                            "oc": int(sch.get(loops[3]).extent) // 16})
-        else:
-            tiles = _default_tiles("dense", {"m": int(sch.get(loops[0]).extent),
-                                             "n": int(sch.get(loops[1]).extent) // 16})
-        vnni_sketch(sch, block, tiles)
-        updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    return with_functions(mod, updates)
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    block = sch.get_sblock("vnni_acc")
+    loops = sch.get_loops(block)
+    if len(loops) == 7:
+        tiles = _default_tiles("conv", {"ow": int(sch.get(loops[2]).extent),
+                                        "oc": int(sch.get(loops[3]).extent) // 16})
+    else:
+        tiles = _default_tiles("dense", {"m": int(sch.get(loops[0]).extent),
+                                         "n": int(sch.get(loops[1]).extent) // 16})
+    vnni_sketch(sch, block, tiles)
+    return sch
 
 
 @functools.lru_cache(maxsize=1)

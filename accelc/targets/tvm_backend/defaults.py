@@ -1,0 +1,51 @@
+"""Default schedules: the code of every PrimFunc that the tuning database has nothing for.
+
+:func:`default_schedule` decides the schedule of one PrimFunc and returns it as an
+``s_tir.Schedule``, so that the same decision serves two uses: the build applies it to
+untuned functions (:func:`apply_default_schedules`), and tuning measures it and stores its
+trace in the database as one more candidate, so a tuned build is never slower than an
+untuned one by what was measured (:mod:`.tuning`).
+
+* x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; convolutions, depthwise
+  convolutions, matmul, GEMV, reductions and the rest → :func:`.cpu_conv.default_schedule`;
+* ``cuda``: TVM's dlight GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback).
+
+Preserves: the computation of each function (schedules change loop structure, intermediate
+scopes and packed weight layouts only).
+"""
+
+from __future__ import annotations
+
+from accelc.targets.tvm_backend.irmod import with_functions
+
+
+def default_schedule(func, target):
+    """The Schedule of ``func`` (a PrimFunc of the fused module) on ``target``, or None when no
+    rule applies and the function keeps TVM's naive loops."""
+    if target.kind.name == "llvm":
+        from accelc.targets.tvm_backend import cpu_conv, vnni
+
+        return vnni.default_schedule(func) if vnni.is_vnni_func(func) else cpu_conv.default_schedule(func, target)
+    from tvm.s_tir import dlight as dl
+
+    for rule in (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()):
+        space = rule.apply(func, target, False)
+        if space is not None:
+            return space if not isinstance(space, list) else space[0]
+    return None
+
+
+def apply_default_schedules(mod, target):
+    """Schedule every PrimFunc of ``mod`` that nothing (the tuning database) scheduled yet."""
+    import tvm
+    from tvm import tirx
+
+    updates = {}
+    with target, tvm.transform.PassContext(opt_level=3):
+        for gv, func in mod.functions.items():
+            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled"):
+                continue
+            sch = default_schedule(func, target)
+            if sch is not None:
+                updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return with_functions(mod, updates)
