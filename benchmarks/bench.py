@@ -132,7 +132,7 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
         out["artifact_max_abs_err_vs_final_graph"] = report["artifact_check"]["vs_final_graph"]["max_abs_err"]
         tuning = report.get("tuning")
         if tuning:
-            out["tuning"] = {k: tuning[k] for k in ("seconds", "tasks_total", "tasks_tuned", "db_hits", "new_trials",
+            out["tuning"] = {k: tuning[k] for k in ("seconds", "tasks_total", "tasks_tuned", "tasks_kept_default", "tasks_default_only", "db_hits", "new_trials",
                                                      "budget_reached", "trials_per_task", "budget_s")}
         runner = compiled.runner
         lat = measure(lambda: runner.run([xn]), runs=args.runs, warmup=args.warmup)

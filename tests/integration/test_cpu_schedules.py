@@ -97,6 +97,25 @@ def test_every_conv_is_scheduled_and_weights_packed():
     assert any("T.vectorized(T.int64(16))" in s for s in scripts.values())
 
 
+@pytest.mark.parametrize("batch", [1, 8])
+def test_linear_layers_pack_weights_into_panels(batch, tmp_path):
+    """Linear layers whose widths fill 16-lane vectors (64), 8-lane vectors (24) or neither (10):
+    the artifact equals PyTorch and every matmul's weights are stored packed
+    ``[N/width, K, width]``."""
+    import json
+
+    from accelc.targets.tvm_backend.build import load_params
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 24), nn.Linear(24, 10)).eval()
+    compiled = _compile_and_compare(model, torch.randn(batch, 40), tmp_path)
+    art = tmp_path / "art"
+    shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
+    packed = {s for s in shapes if len(s) == 3}
+    assert {(s[1], s[0] * s[2]) for s in packed} == {(40, 64), (64, 24), (24, 10)}, shapes
+    assert compiled.report["artifact_check"]["vs_final_graph"]["max_abs_err"] < 1e-4
+
+
 def test_nhwc_only_when_channels_fill_vectors():
     from accelc.targets.tvm_backend.importer import to_relax
 

@@ -103,8 +103,10 @@ def _summary(report: dict, out: str) -> None:
           f"{run['clock_mhz']:g} MHz, GEMM utilisation {run['gemm_utilization'] * 100:.1f}%\n")
     tuning = report.get("tuning")
     if tuning:
-        w(f"  tuning: {tuning['tasks_tuned']} task(s) tuned ({tuning['new_trials']} trials), {tuning['db_hits']} from "
-          f"the database, {tuning['tasks_untuned']} untuned, {tuning['seconds']:.0f} s; database {tuning['db']}\n")
+        w(f"  tuning: {tuning['tasks_tuned']} task(s) tuned ({tuning['new_trials']} trials, default kept in "
+          f"{tuning['tasks_kept_default']}), {tuning['tasks_default_only']} with only the default measured (budget), "
+          f"{tuning['db_hits']} from the database, {tuning['tasks_untuned']} untuned, {tuning['seconds']:.0f} s; "
+          f"database {tuning['db']}\n")
     acc = report.get("accuracy")
     if acc:
         parts = [f"{k} {acc[k] * 100:.2f}%" for k in ("original", "final_graph", "artifact") if k in acc]

@@ -132,6 +132,22 @@ def _register_tile(sch, ff, xx, lanes: int, tile: tuple[int, int] | None):
 
 
 # ----------------------------------------------------------------------------- sketches
+def _finish_tile(sch, block, out, *, outer, tile, reduction, registers, vector, unrolled=(), decompose=True):
+    """The loop nest every sketch ends with: the ``outer`` loops fused and parallel, then the
+    ``tile`` loop, the ``reduction`` loops, the ``registers`` loops (unrolled) and the ``vector``
+    loop innermost; ``unrolled`` loops (a depthwise window) unrolled too; the epilogue ``out``
+    computed per tile; the reduction's init split off (``decompose``)."""
+    sch.reorder(*outer, tile, *reduction, *registers, vector)
+    sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    for loop in (*unrolled, *registers):
+        sch.unroll(loop)
+    sch.vectorize(vector)
+    sch.reverse_compute_at(out, tile, preserve_unit_loops=True)
+    if decompose:
+        sch.decompose_reduction(block, reduction[0])
+    return sch
+
+
 def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = None, decompose: bool = True):
     """Schedule a ``conv2d_nchw`` block and its epilogue (see the module docstring).
     ``tile=None`` samples ``(rw, ro)`` (MetaSchedule); ``decompose=False`` leaves the
@@ -148,15 +164,8 @@ def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = No
     sch.transform_layout(conv, ("write", 0), lambda b, c, h, w: (b, c // lanes, h, w, c % lanes))
     sch.set_scope(conv, 0, "local")
     ff_o, ff_r, vec, xx_o, xx_r = _register_tile(sch, ff, xx, lanes, tile)
-    sch.reorder(n, ff_o, yy, xx_o, rc, ry, rx, xx_r, ff_r, vec)
-    sch.parallel(sch.fuse(n, ff_o, yy))
-    sch.unroll(xx_r)
-    sch.unroll(ff_r)
-    sch.vectorize(vec)
-    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
-    if decompose:
-        sch.decompose_reduction(conv, rc)
-    return sch
+    return _finish_tile(sch, conv, out, outer=(n, ff_o, yy), tile=xx_o, reduction=(rc, ry, rx),
+                        registers=(xx_r, ff_r), vector=vec, decompose=decompose)
 
 
 def _vectorize_tail(sch, block, lanes: int) -> None:
@@ -203,19 +212,10 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
     ff_o, ff_r, vec, xx_o, xx_r = _register_tile(sch, ff, xx, lanes, tile)
     # dense: a block of output channels sweeps the rows while its weights stay in cache;
     # depthwise (9 weights per channel): a row sweeps its channels while its input stays in cache
-    outer = (n, yy, ff_o) if depthwise else (n, ff_o, yy)
-    sch.reorder(*outer, xx_o, ry, rx, rc, xx_r, ff_r, vec)
-    sch.parallel(sch.fuse(*outer))
-    if depthwise:
-        sch.unroll(ry)
-        sch.unroll(rx)
-    sch.unroll(xx_r)
-    sch.unroll(ff_r)
-    sch.vectorize(vec)
-    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
+    _finish_tile(sch, conv, out, outer=(n, yy, ff_o) if depthwise else (n, ff_o, yy), tile=xx_o,
+                 reduction=(ry, rx, rc), registers=(xx_r, ff_r), vector=vec,
+                 unrolled=(ry, rx) if depthwise else (), decompose=decompose)
     _vectorize_tail(sch, out, lanes)
-    if decompose:
-        sch.decompose_reduction(conv, ry)
     return sch
 
 
@@ -234,17 +234,8 @@ def row_sketch(sch, conv, anchor: str, *, decompose: bool = True):
     rows = 1 if anchor == DEPTHWISE else max(d for d in _divisors(channels) if d <= 8)
     ff_o, ff_r = sch.split(ff, [None, rows])
     xx_o, xx_v = sch.split(xx, [None, max(d for d in _divisors(width) if d <= 16)])
-    sch.reorder(n, ff_o, yy, xx_o, rc, ry, rx, ff_r, xx_v)
-    sch.parallel(sch.fuse(n, ff_o, yy))
-    if anchor == DEPTHWISE:
-        sch.unroll(ry)
-        sch.unroll(rx)
-    sch.unroll(ff_r)
-    sch.vectorize(xx_v)
-    sch.reverse_compute_at(out, xx_o, preserve_unit_loops=True)
-    if decompose:
-        sch.decompose_reduction(conv, rc)
-    return sch
+    return _finish_tile(sch, conv, out, outer=(n, ff_o, yy), tile=xx_o, reduction=(rc, ry, rx), registers=(ff_r,),
+                        vector=xx_v, unrolled=(ry, rx) if anchor == DEPTHWISE else (), decompose=decompose)
 
 
 def matmul_sketch(sch, block, *, lanes: int = 16, decompose: bool = True):
@@ -270,15 +261,9 @@ def matmul_sketch(sch, block, *, lanes: int = 16, decompose: bool = True):
     sch.set_scope(block, 0, "local")
     i_o, i_r = sch.split(i, [None, rows_r])
     j_o, j_r, j_v = sch.split(j, [None, vecs, vec])
-    sch.reorder(j_o, i_o, k, i_r, j_r, j_v)  # all rows use a weight panel while it is in cache
-    sch.parallel(j_o)
-    sch.unroll(i_r)
-    sch.unroll(j_r)
-    sch.vectorize(j_v)
-    sch.reverse_compute_at(out, i_o, preserve_unit_loops=True)
-    if decompose:
-        sch.decompose_reduction(block, k)
-    return sch
+    # j outside i: all rows use a weight panel while it is in cache
+    return _finish_tile(sch, block, out, outer=(j_o,), tile=i_o, reduction=(k,), registers=(i_r, j_r), vector=j_v,
+                        decompose=decompose)
 
 
 def generic_sketch(sch):

@@ -157,7 +157,7 @@ class TaskRow:
     level: int = 0
     best_us: float | None = None
     default_us: float | None = None  # the default schedule, when measured by this session
-    source: str = "none"  # tuned | database | none
+    source: str = "none"  # tuned (searched now) | default (only its default measured now) | database | none
 
     @property
     def kept_default(self) -> bool:
@@ -187,6 +187,7 @@ class TuningReport:
                 "seconds": 0.0 if reproducible else round(self.seconds, 2), "budget_reached": self.budget_reached,
                 "tasks_total": len(rows), "tasks_tuned": sum(r["source"] == "tuned" for r in rows),
                 "db_hits": sum(r["source"] == "database" for r in rows),
+                "tasks_default_only": sum(r["source"] == "default" for r in rows),
                 "tasks_untuned": sum(r["source"] == "none" for r in rows),
                 "tasks_kept_default": sum(r["kept_default"] for r in rows),
                 "new_trials": sum(r["trials_new"] for r in rows), "tasks": rows}
@@ -232,7 +233,7 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
             row.level = db.level(t.dispatched[0])
             row.best_us = db.best_us(t.dispatched[0], target)
             if row.source != "tuned" and row.best_us is not None:
-                row.source = "database"
+                row.source = "default" if row.default_us is not None else "database"
         with target, db.ms, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     report.tasks = rows
