@@ -161,8 +161,9 @@ class TaskRow:
 
     @property
     def kept_default(self) -> bool:
-        """Measured this session, and nothing found beat the default schedule."""
-        return self.default_us is not None and self.best_us is not None and self.best_us >= self.default_us
+        """Searched this session, and nothing found beat the default schedule."""
+        return (self.trials_new > 0 and self.default_us is not None and self.best_us is not None
+                and self.best_us >= self.default_us)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
