@@ -369,19 +369,8 @@ def _default_tile(sch, lanes: int) -> tuple[int, int]:
     return conv_tile(int(sch.get(loops[3]).extent), max(1, int(sch.get(loops[1]).extent) // lanes))
 
 
-def default_schedule(func, target):
-    """The Schedule an untuned ``func`` gets on an x86 ``target``: a conv/depthwise/matmul
-    sketch, else TVM's ``dlight.cpu`` rules (GEMV, reductions), else :func:`generic_sketch`;
-    None when nothing applies (the function keeps TVM's naive loops)."""
-    from tvm.s_tir import dlight as dl
-
-    sch = schedule_func(func, simd_lanes(target))
-    if sch is not None:
-        return sch
-    for rule in (dl.cpu.GEMV(), dl.cpu.Reduction()):
-        space = rule.apply(func, target, False)
-        if space is not None:
-            return space if not isinstance(space, list) else space[0]
+def generic_schedule(func):
+    """:func:`generic_sketch` on a copy of ``func``; the Schedule, or None."""
     return _try(func, generic_sketch)
 
 

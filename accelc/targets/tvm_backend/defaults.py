@@ -7,7 +7,8 @@ trace in the database as one more candidate, so a tuned build is never slower th
 untuned one by what was measured (:mod:`.tuning`).
 
 * x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; convolutions, depthwise
-  convolutions, matmul, GEMV, reductions and the rest → :func:`.cpu_conv.default_schedule`;
+  convolutions and matmul → :func:`.cpu_conv.schedule_func`; GEMV and reductions → TVM's
+  ``dlight.cpu`` rules; the rest → :func:`.cpu_conv.generic_sketch`;
 * ``cuda``: TVM's dlight GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback).
 
 Preserves: the computation of each function (schedules change loop structure, intermediate
@@ -22,13 +23,24 @@ from accelc.targets.tvm_backend.irmod import with_functions
 def default_schedule(func, target):
     """The Schedule of ``func`` (a PrimFunc of the fused module) on ``target``, or None when no
     rule applies and the function keeps TVM's naive loops."""
-    if target.kind.name == "llvm":
-        from accelc.targets.tvm_backend import cpu_conv, vnni
-
-        return vnni.default_schedule(func) if vnni.is_vnni_func(func) else cpu_conv.default_schedule(func, target)
     from tvm.s_tir import dlight as dl
 
-    for rule in (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()):
+    if target.kind.name != "llvm":
+        return _first_rule(func, target, (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                          dl.gpu.GeneralReduction(), dl.gpu.Fallback()))
+    from accelc.targets.tvm_backend import cpu_conv, vnni
+
+    if vnni.is_vnni_func(func):
+        return vnni.default_schedule(func)
+    sch = cpu_conv.schedule_func(func, cpu_conv.simd_lanes(target))
+    if sch is None:
+        sch = _first_rule(func, target, (dl.cpu.GEMV(), dl.cpu.Reduction()))
+    return sch if sch is not None else cpu_conv.generic_schedule(func)
+
+
+def _first_rule(func, target, rules):
+    """The Schedule of the first dlight rule that applies to ``func``, or None."""
+    for rule in rules:
         space = rule.apply(func, target, False)
         if space is not None:
             return space if not isinstance(space, list) else space[0]

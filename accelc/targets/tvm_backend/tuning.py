@@ -69,6 +69,12 @@ class TuningOptions:
         return self.trials > 0 or self.db is not None
 
 
+def mean_us(run_secs) -> float:
+    """Mean of a measurement's run times (seconds, as MetaSchedule records them) in µs."""
+    secs = [float(s) for s in run_secs]
+    return sum(secs) / len(secs) * 1e6
+
+
 def cache_dir() -> Path:
     if os.environ.get("ACCELC_CACHE_DIR"):
         return Path(os.environ["ACCELC_CACHE_DIR"])
@@ -130,8 +136,7 @@ class TuningDatabase:
         rec = self.ms.query_tuning_record(task_mod, target, "main") if self.ms.has_workload(task_mod) else None
         if rec is None or not rec.run_secs:
             return None
-        secs = [float(s) for s in rec.run_secs]
-        return sum(secs) / len(secs) * 1e6
+        return mean_us(rec.run_secs)
 
     def close(self) -> None:
         tmp = self.path / f".{TRIALS_FILE}.tmp"
@@ -363,8 +368,7 @@ def _measure_defaults(todo, target, db: TuningDatabase, builder, runner) -> None
         db.ms.commit_tuning_record(ms.database.TuningRecord(
             sch.trace, db.ms.commit_workload(task_mod), result.run_secs, target,
             ms.arg_info.ArgInfo.from_prim_func(task_mod["main"])))
-        secs = [float(s) for s in result.run_secs]
-        row.default_us = sum(secs) / len(secs) * 1e6
+        row.default_us = mean_us(result.run_secs)
 
 
 def _budget_round_robin(deadline: float | None):
