@@ -92,10 +92,38 @@ def gpu_section(gpu: dict | None) -> list[str]:
         if "error" in r:
             lines.append(f"| {name} | {batch} | | | failed: {r['error'][:80]} | | |")
             continue
-        fastest = min(r["eager"], r["inductor"])
+        fastest = min(r[k] for k in ("eager", "inductor") if k in r)
         err = r.get("max_abs_err_vs_eager")
-        lines.append(f"| {name} | {batch} | {r['eager']:.3f} | {r['inductor']:.3f} | {r['accelc_cuda']:.3f} | "
+        inductor = f"{r['inductor']:.3f}" if "inductor" in r else r.get("inductor_error", "–")
+        lines.append(f"| {name} | {batch} | {r['eager']:.3f} | {inductor} | {r['accelc_cuda']:.3f} | "
                      f"{fastest / r['accelc_cuda']:.2f}× | {'–' if err is None else f'{err:.2e}'} |")
+    return lines + ["", "The peers run as PyTorch configures them by default: cuDNN convolutions may use TF32 tensor "
+                        "cores (`torch.backends.cudnn.allow_tf32` is on), matmuls stay fp32. accelc's kernels are "
+                        "fp32 on the CUDA cores; its load time includes nvcc for the local GPU "
+                        "(`accelc_load_s` in results.json).", "", *training_section(gpu.get("training"))]
+
+
+def training_section(training: dict | None) -> list[str]:
+    """``accelc train`` on the GPU (NCCL) next to the same job on the CPU (gloo)."""
+    if not training:
+        return []
+    lines = ["Training on the GPU machine (`accelc train`, LeNet on digits, one process, 2 microbatches; "
+             "the same job with `CUDA_VISIBLE_DEVICES=''` for the CPU row):", "",
+             "| where | backend | device | steps | median step ms | final loss | wall s |", "|---|---|---|---|---|---|---|"]
+    for where in ("cuda", "cpu"):
+        r = training.get(where, {})
+        if "error" in r:
+            lines.append(f"| {where} | failed: {r['error'][-120:]!r} | | | | | |")
+        elif r:
+            lines.append(f"| {where} | {r['backend']} | {r['device']} | {len(r['losses'])} | {r['median_step_ms']:.2f} | "
+                         f"{r['losses'][-1]:.4f} | {r['wall_s']} |")
+    if "max_abs_loss_diff" in training:
+        first = next(i for i, (a, b) in enumerate(zip(training["cuda"]["losses"], training["cpu"]["losses"]))
+                     if abs(a - b) > 1e-3) if training["max_abs_loss_diff"] > 1e-3 else None
+        lines += ["", f"Largest per-step loss difference between the two runs: {training['max_abs_loss_diff']:.2e}"
+                  + (f" (the runs agree within 1e-3 up to step {first}; from there TF32 convolutions and "
+                     "reduction order make SGD trajectories drift apart, as between any two devices)."
+                     if first is not None else ".")]
     return lines + [""]
 
 

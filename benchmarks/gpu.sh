@@ -9,7 +9,8 @@
 #                                    #   copies TVM's runtime libraries and the tvm-ffi wheel for the
 #                                    #   GPU machine's Python into .gpucarry/ (about 20 MiB)
 #   benchmarks/gpu.sh run OUT_DIR    # on the GPU machine, with .gpucarry/ beside the repo:
-#                                    #   times every artifact next to eager and torch.compile
+#                                    #   times every artifact next to eager and torch.compile,
+#                                    #   trains LeNet with NCCL (and on the CPU, to compare)
 #                                    #   and writes OUT_DIR/gpu_results.json
 #   benchmarks/gpu.sh record FILE    # here: adds FILE to benchmarks/results.json and RESULTS.md
 #
@@ -36,10 +37,14 @@ prepare)
     ;;
 run)
     out=${2:?usage: gpu.sh run OUT_DIR}
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    mkdir -p "$out"
+    {
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader || true
+    python3 --version; nvcc --version | tail -1 || true
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/accelc-site "$CARRY"/wheels/*.whl
     PYTHONPATH=/tmp/accelc-site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_bench.py --carry "$CARRY" \
-        --out "$out/gpu_results.json"
+        --out "$out/gpu_results.json" ${GPU_BENCH_ARGS:-}
+    } 2>&1 | tee "$out/gpu_log.txt"
     ;;
 record)
     .venv/bin/python benchmarks/bench_report.py --gpu "${2:?usage: gpu.sh record gpu_results.json}"

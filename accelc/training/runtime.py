@@ -267,7 +267,9 @@ class _Log:
         if worker.start_step:
             self._say(f"resuming from {c.resume} at step {worker.start_step}")
         self._record({"event": "start", "plan": worker.plan.to_dict() if self.active else None,
-                      "start_step": worker.start_step, "loss_function": worker.loss_name})
+                      "start_step": worker.start_step, "loss_function": worker.loss_name,
+                      "backend": dist.get_backend(), "device": str(worker.topo.device),
+                      "world_size": worker.topo.world_size})
 
     def step(self, step: int, total: int, loss: float, seconds: float) -> None:
         self._say(f"step {step}/{total}  loss {loss:.6f}  {self.config.batch_size / seconds:.1f} samples/s")
