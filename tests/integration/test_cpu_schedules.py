@@ -169,3 +169,38 @@ def test_tuned_conv_uses_the_sketch(tmp_path):
     lines = (tmp_path / "db" / "database_workload.json").read_text().splitlines()
     workloads = [base64.b64decode(json.loads(line)[1]) for line in lines]
     assert any(cpu_conv.RULE.encode() in w for w in workloads)
+
+
+class _Elementwise(nn.Module):
+    def forward(self, x, y):
+        return torch.clamp(x * 3.0 + y * 0.5, -1.0, 6.0) - torch.sigmoid(y)
+
+
+def test_elementwise_chains_make_one_pass():
+    """A fused chain of elementwise operators is one loop nest (parallel, vectorised) after
+    the default schedule: no intermediate buffer per operator. (Quantized residual adds were
+    12 operators on int64 intermediates, 10× slower than one pass.) And it still computes
+    the same."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.pipeline import apply_default_schedules, legalize_and_fuse
+
+    x, y = torch.randn(2, 8, 6, 32), torch.randn(2, 8, 6, 32)
+    mod, _ = to_relax(torch.fx.symbolic_trace(_Elementwise()), (x, y))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    mod = apply_default_schedules(legalize_and_fuse(mod, target), target)
+    funcs = [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)]
+    assert len(funcs) == 1
+    script = funcs[0].script()
+    blocks = script.count("with T.sblock(") - script.count("# with T.sblock(")  # the root is a comment
+    assert blocks == 1 and "sblock_alloc_buffer" not in script, script
+    assert "T.parallel" in script and "T.vectorized" in script
+    from tvm import relax
+
+    lib = tvm.compile(mod, target=target)
+    vm = relax.VirtualMachine(lib, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x.numpy()), tvm.runtime.tensor(y.numpy()))
+    out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
+    np.testing.assert_allclose(out, _Elementwise()(x, y).numpy(), rtol=1e-5, atol=1e-6)
