@@ -114,6 +114,48 @@ def test_the_default_schedule_is_a_candidate(tmp_path):
     assert report.to_dict()["tasks_kept_default"] == len(kept)
 
 
+def test_a_stale_default_in_the_database_is_not_applied(tmp_path):
+    """A database keeps the default schedules it measured. When accelc's default for a task
+    changes, the old default's record (faster on paper: it may have been measured in another
+    phase) must not be applied; the build uses today's default, and MetaSchedule's records
+    compete with today's default only."""
+    from tvm import relax, s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from accelc.targets.cpu import CPUTarget
+    from accelc.targets.tvm_backend import cpu_conv
+    from accelc.targets.tvm_backend.defaults import default_schedule
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.layout import to_nhwc
+    from accelc.targets.tvm_backend.params import fold_param_transforms
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+    from accelc.targets.tvm_backend.tuning import (TuningDatabase, TuningOptions, is_default_record,
+                                                   strip_foreign_schedule_rules, tune_and_apply)
+
+    model, x = _model()
+    target = CPUTarget().tvm_target()
+    mod, params = to_relax(torch.fx.symbolic_trace(model), (x,))
+    mod, _ = fold_param_transforms(to_nhwc(mod), params)
+    mod = relax.transform.AttachAttrLayoutFreeBuffers()(legalize_and_fuse(mod, target))
+    db_dir = tmp_path / "db"
+    _, report = tune_and_apply(mod, target, TuningOptions(trials=1, db=str(db_dir)))
+    name = next(r.name for r in report.tasks if r.kept_default)
+    annotated = cpu_conv.annotate_for_tuning(strip_foreign_schedule_rules(mod), target)
+    task_mod = next(t.dispatched[0] for t in ms.relax_integration.extract_tasks(annotated, target)
+                    if t.task_name == name)
+    with TuningDatabase(db_dir) as db:  # an "old default": TVM's naive loops, measured at 1 ns
+        old = s_tir.Schedule(task_mod)
+        db.ms.commit_tuning_record(ms.database.TuningRecord(
+            old.trace, db.ms.commit_workload(task_mod), [1e-9], target,
+            ms.arg_info.ArgInfo.from_prim_func(task_mod["main"])))
+        assert is_default_record(db.records(task_mod)[0])
+    applied, _ = tune_and_apply(mod, target, TuningOptions(trials=0, db=str(db_dir)))
+    with target:
+        expected = default_schedule(annotated[name], target).mod["main"].with_attr("tirx.is_scheduled", True)
+    # the trace went through the database's JSON, which writes the annotation True as 1
+    assert applied[name].script().replace("preproc\": 1", "preproc\": True") == expected.script(), name
+
+
 def test_tuned_int8_is_bit_exact_with_the_reference_ops(tmp_path):
     """The tuned artifact against the quantized fx graph on fresh inputs (not the samples)."""
     model, x = _model()

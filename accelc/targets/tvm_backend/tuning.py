@@ -132,11 +132,28 @@ class TuningDatabase:
     def level(self, task_mod) -> int:
         return int(self.levels.get(self.key(task_mod), 0))
 
-    def best_us(self, task_mod, target) -> float | None:
-        rec = self.ms.query_tuning_record(task_mod, target, "main") if self.ms.has_workload(task_mod) else None
-        if rec is None or not rec.run_secs:
+    def records(self, task_mod) -> list:
+        """Every record of ``task_mod``'s workload, fastest first."""
+        if not self.ms.has_workload(task_mod):
+            return []
+        return list(self.ms.get_top_k(self.ms.commit_workload(task_mod), 1 << 20))
+
+    def chosen_record(self, task_mod, default_trace: str | None):
+        """The record a build applies to ``task_mod``: the fastest one, never a *stale default*
+        (the default schedule of an earlier accelc: a default record whose trace differs from
+        today's ``default_trace``). When a stale default is the fastest and today's default
+        was never measured, None: today's default is used rather than a record that the
+        stale one beat."""
+        records = self.records(task_mod)
+
+        def stale(r) -> bool:
+            return is_default_record(r) and str(r.trace) != default_trace
+
+        fresh = [r for r in records if not stale(r)]
+        today_measured = any(is_default_record(r) for r in fresh)
+        if not fresh or (stale(records[0]) and not today_measured):
             return None
-        return mean_us(rec.run_secs)
+        return fresh[0]
 
     def close(self) -> None:
         tmp = self.path / f".{TRIALS_FILE}.tmp"
@@ -150,6 +167,21 @@ class TuningDatabase:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def is_default_record(record) -> bool:
+    """Whether ``record`` was committed by :func:`_measure_defaults`: its trace is a default
+    schedule's, as written (MetaSchedule's own records always pass its postprocessors)."""
+    return not any(inst.kind.name == "EnterPostproc" for inst in record.trace.insts)
+
+
+def default_trace(task_mod, target) -> str | None:
+    """Today's default schedule of the task, as a trace's text (None when no rule applies)."""
+    from accelc.targets.tvm_backend.defaults import default_schedule
+
+    with target:
+        sch = default_schedule(task_mod["main"], target)
+    return None if sch is None else str(sch.trace)
 
 
 # ----------------------------------------------------------------------------- the session
@@ -235,12 +267,18 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
             if target.kind.name == "cuda":
                 _require_gpu()
             _run_metaschedule(todo, target, options, db, report, quiet=quiet)
+        chosen = ms.database.MemoryDatabase(module_equality="structural")
         for t, row in zip(tasks, rows):
-            row.level = db.level(t.dispatched[0])
-            row.best_us = db.best_us(t.dispatched[0], target)
+            task_mod = t.dispatched[0]
+            row.level = db.level(task_mod)
+            rec = db.chosen_record(task_mod, default_trace(task_mod, target))
+            if rec is not None:
+                chosen.commit_tuning_record(ms.database.TuningRecord(
+                    rec.trace, chosen.commit_workload(task_mod), rec.run_secs, target, rec.args_info))
+            row.best_us = mean_us(rec.run_secs) if rec is not None and rec.run_secs else None
             if row.source != "tuned" and row.best_us is not None:
                 row.source = "default" if row.default_us is not None else "database"
-        with target, db.ms, tvm.transform.PassContext(opt_level=3):
+        with target, chosen, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     report.tasks = rows
     report.seconds = time.monotonic() - start
@@ -336,10 +374,10 @@ def _run_metaschedule(todo, target, options: TuningOptions, db: TuningDatabase, 
 
 
 def _measure_defaults(todo, target, db: TuningDatabase, builder, runner) -> None:
-    """Measure the default schedule of every task the database has no record for, with the
-    tuner's own builder and runner, and commit it as a tuning record (its trace replays the
-    default schedule). Sets ``row.default_us``; a default that fails to build or run (or is
-    skipped by the deadline) is simply not recorded."""
+    """Measure today's default schedule of every task whose database records do not include
+    it, with the tuner's own builder and runner, and commit it as a tuning record (its trace
+    replays the default schedule). Sets ``row.default_us``; a default that fails to build or
+    run (or is skipped by the deadline) is simply not recorded."""
     from tvm.s_tir import meta_schedule as ms
 
     from accelc.targets.tvm_backend.defaults import default_schedule
@@ -348,11 +386,11 @@ def _measure_defaults(todo, target, db: TuningDatabase, builder, runner) -> None
     with target:
         for t, row in todo:
             task_mod = t.dispatched[0]
-            if db.best_us(task_mod, target) is not None:
-                continue
             sch = default_schedule(task_mod["main"], target)
-            if sch is not None:
-                picked.append((task_mod, row, sch))
+            if sch is None or any(is_default_record(r) and str(r.trace) == str(sch.trace)
+                                  for r in db.records(task_mod)):
+                continue
+            picked.append((task_mod, row, sch))
     if not picked:
         return
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in picked])
