@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PEERS = ["eager", "inductor", "ort_fp32", "ort_int8", "tvm_untuned"]
-OURS = ["accelc_fp32_default", "accelc_fp32", "accelc_int8"]
+OURS = ["accelc_fp32_default", "accelc_fp32", "accelc_int8_default", "accelc_int8"]
 LABELS = {"eager": "PyTorch eager", "inductor": "torch.compile", "ort_fp32": "ORT fp32", "ort_int8": "ORT int8 QDQ",
-          "tvm_untuned": "TVM untuned", "accelc_fp32_default": "accelc fp32 untuned", "accelc_fp32": "accelc fp32 tuned", "accelc_int8": "accelc int8 tuned"}
+          "tvm_untuned": "TVM untuned", "accelc_fp32_default": "accelc fp32 untuned", "accelc_int8_default": "accelc int8 untuned", "accelc_fp32": "accelc fp32 tuned", "accelc_int8": "accelc int8 tuned"}
 INT8 = "fuse,quantize(sensitivity=false)"
 
 
@@ -121,10 +121,11 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
     else:
         import accelc
 
-        tune = engine != "accelc_fp32_default"  # untuned: accelc's default schedules only
+        tune = not engine.endswith("_default")  # untuned: accelc's default schedules only
+        int8 = engine.startswith("accelc_int8")
         t = time.time()
-        compiled = accelc.compile(model, (x,), pipeline=INT8 if engine == "accelc_int8" else "fuse",
-                                  calib=str(calib) if engine == "accelc_int8" else None, verify_each=False,
+        compiled = accelc.compile(model, (x,), pipeline=INT8 if int8 else "fuse",
+                                  calib=str(calib) if int8 else None, verify_each=False,
                                   tune=args.trials if tune else 0, tuning_db=args.tuning_db if tune else None,
                                   tune_budget=args.budget if tune else None, quiet=True)
         out["compile_s"] = round(time.time() - t, 1)

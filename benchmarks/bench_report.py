@@ -55,7 +55,7 @@ def write_markdown(results: dict, out: Path) -> None:
                 cells.append("failed" if "error" in r else "–")
                 continue
             ms = r["median_ms"]
-            peak = pk["int8_gops"] if e in ("ort_int8", "accelc_int8") else pk["fp32_gflops"]
+            peak = pk["int8_gops"] if e in ("ort_int8", "accelc_int8", "accelc_int8_default") else pk["fp32_gflops"]
             pct = gflop / (ms / 1e3) / peak * 100
             speed = f" · {fastest / ms:.2f}×" if fastest else ""
             cells.append(f"{ms:.3f}{speed} · {pct:.0f}%")
