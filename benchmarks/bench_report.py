@@ -97,6 +97,14 @@ def gpu_section(gpu: dict | None) -> list[str]:
         inductor = f"{r['inductor']:.3f}" if "inductor" in r else r.get("inductor_error", "–")
         lines.append(f"| {name} | {batch} | {r['eager']:.3f} | {inductor} | {r['accelc_cuda']:.3f} | "
                      f"{fastest / r['accelc_cuda']:.2f}× | {'–' if err is None else f'{err:.2e}'} |")
+    profiled = [(k, r["accelc_profile"]) for k, r in gpu["runs"].items() if r.get("accelc_profile")]
+    if profiled:
+        lines += ["", "Slowest accelc kernels per run (ms, each VM call timed between device synchronisations, "
+                      "so launch overlap is lost; `accelc_profile` in results.json has 15 per model):", ""]
+        for key, prof in profiled:
+            kernels = [p for p in prof if not p["name"].startswith("vm.builtin")][:4]
+            lines.append(f"* {key}: " + ", ".join(f"{p['name']} {p['ms']:.3f}" for p in kernels))
+    lines += [""] + [f"* {note}" for note in gpu.get("notes", [])]
     return lines + ["", "The peers run as PyTorch configures them by default: cuDNN convolutions may use TF32 tensor "
                         "cores (`torch.backends.cudnn.allow_tf32` is on), matmuls stay fp32. accelc's kernels are "
                         "fp32 on the CUDA cores; its load time includes nvcc for the local GPU "

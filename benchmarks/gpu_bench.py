@@ -4,9 +4,9 @@ For every artifact that ``gpu_build.py`` wrote (``<model>_b<batch>``): the accel
 through the runtime-only runner (tvm_ffi + TVM's runtime libraries; kernels compiled by nvcc
 for the local GPU when the library is loaded), then PyTorch eager and torch.compile (inductor)
 on the same model, batch and GPU. Every number is the median of ``--runs`` calls after
-``--warmup`` calls, each followed by a device synchronisation. LeNet's artifact keeps its real
-weights, so its outputs are also compared with PyTorch's on the GPU; the large models run on
-seeded random weights of the artifact's shapes (timing only).
+``--warmup`` calls, each followed by a device synchronisation. The LeNet and MobileNetV2
+artifacts keep their real weights, so their outputs are also compared with PyTorch's on the
+GPU; ResNet-18 runs on seeded random weights of the artifact's shapes (timing only).
 
     python3 benchmarks/gpu_bench.py --carry .gpucarry --out results.json
 """
@@ -48,6 +48,11 @@ def bench_one(art: Path, lite, models, args) -> dict:
     y = runner(x)[0]
     row["accelc_load_s"] = round(time.perf_counter() - t0, 2)  # includes nvcc for the local GPU
     row["accelc_cuda"] = runner.bench(x, warmup=args.warmup, runs=args.runs)["median_ms"]
+    try:  # which kernels dominate: where the next GPU work should go
+        row["accelc_profile"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                                 for r in runner.profile(x, runs=5)[:15]]
+    except Exception as e:  # noqa: BLE001 - the timings above stand without it
+        row["accelc_profile_error"] = f"{type(e).__name__}: {str(e)[:200]}"
     torch.manual_seed(0)
     model = getattr(models, name)().eval().cuda()
     xt = torch.from_numpy(x).cuda()

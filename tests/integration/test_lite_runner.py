@@ -35,10 +35,13 @@ def test_cpu_artifact_runs_without_the_tvm_package(tmp_path):
     shutil.copy(LITE, script)
     proc = subprocess.run([sys.executable, "-I", str(script), str(tmp_path / "a"), "--libs", str(tvm_lib_dir()),
                            "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"), "--bench", "5",
-                           "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                           "--profile", "2", "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["tvm_imported"] is False and summary["median_ms"] > 0
+    kernels = [r for r in summary["profile"] if not r["name"].startswith("vm.builtin")]
+    assert kernels and all(r["ms"] > 0 and r["calls"] >= 1 for r in kernels)  # the per-kernel profile
+    assert any("conv" in r["name"] for r in kernels)
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), compiled(x).numpy())
 
 

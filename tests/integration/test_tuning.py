@@ -76,6 +76,40 @@ def test_second_compile_reuses_the_database(tmp_path):
             continue
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
     assert (db / "database_tuning_record.json").stat().st_size > 0 and (db / "accelc_trials.json").is_file()
+    if first["model_check"] is not None:  # the whole-model decision is reused, not re-measured
+        assert first["model_check"]["from_database"] is False and second["model_check"]["from_database"] is True
+        assert first["model_check"]["kept"] == second["model_check"]["kept"]
+
+
+def test_the_faster_whole_model_is_kept(tmp_path, monkeypatch):
+    """A tuned CPU build is kept only if the whole model runs faster than untuned. The timing is
+    forced here (a real one is noise on a tiny model); the decision is stored, and a compile
+    that finds it reuses it and writes the same files."""
+    from accelc.targets.tvm_backend import model_check
+
+    model, x = _model()
+    untuned = accelc.compile(model, (x,), output=tmp_path / "untuned")
+    for forced, kept in (({"tuned": 2.0, "default": 1.0}, "default"), ({"tuned": 1.0, "default": 2.0}, "tuned")):
+        measured = []
+
+        def fake(calls, rounds=model_check.ROUNDS, forced=forced, measured=measured):
+            for call in calls.values():
+                call()  # both builds really run
+            measured.append(sorted(calls))
+            return forced
+
+        monkeypatch.setattr(model_check, "time_in_turns", fake)
+        db, out = tmp_path / f"db_{kept}", tmp_path / kept
+        c = accelc.compile(model, (x,), output=out, tune=2, tuning_db=db)
+        check = c.report["tuning"]["model_check"]
+        assert measured == [["default", "tuned"]] and check["kept"] == kept and not check["from_database"]
+        np.testing.assert_allclose(c(x).numpy(), untuned(x).numpy(), rtol=1e-5, atol=1e-5)
+        same_lib = (out / "lib.so").read_bytes() == (tmp_path / "untuned" / "lib.so").read_bytes()
+        assert same_lib == (kept == "default")
+        monkeypatch.undo()
+        again = accelc.compile(model, (x,), output=tmp_path / f"{kept}_again", tune=2, tuning_db=db)
+        assert again.report["tuning"]["model_check"] == {**check, "from_database": True}
+        assert (tmp_path / f"{kept}_again" / "lib.so").read_bytes() == (out / "lib.so").read_bytes()
 
 
 def test_the_default_schedule_is_a_candidate(tmp_path):

@@ -107,6 +107,11 @@ def _summary(report: dict, out: str) -> None:
           f"{tuning['tasks_kept_default']}), {tuning['tasks_default_only']} with only the default measured (budget), "
           f"{tuning['db_hits']} from the database, {tuning['tasks_untuned']} untuned, {tuning['seconds']:.0f} s; "
           f"database {tuning['db']}\n")
+        check = tuning.get("model_check")
+        if check:
+            w(f"  whole model: tuned {check['tuned_ms']:.3f} ms, untuned {check['default_ms']:.3f} ms → kept the "
+              f"{'tuned' if check['kept'] == 'tuned' else 'untuned'} build"
+              f"{' (decision from the database)' if check['from_database'] else ''}\n")
     acc = report.get("accuracy")
     if acc:
         parts = [f"{k} {acc[k] * 100:.2f}%" for k in ("original", "final_graph", "artifact") if k in acc]

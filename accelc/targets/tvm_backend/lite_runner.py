@@ -5,7 +5,7 @@ full TVM wheel cannot be installed (see benchmarks/gpu.sh).
 This file imports nothing from accelc or tvm, so it can be copied and run on its own::
 
     python lite_runner.py ARTIFACT_DIR --libs DIR_WITH_libtvm_runtime.so [--device cuda] \\
-        [--input x.npy] [--output y.npy] [--bench N] [--json]
+        [--input x.npy] [--output y.npy] [--bench N] [--profile N] [--json]
 
 What it does (the same steps as ``tvm.runtime.vm.VirtualMachine``):
 
@@ -175,6 +175,37 @@ class LiteRunner:
         return timed(lambda: self.call(*inputs), sync=_cuda_sync if self.cuda else None, warmup=warmup, runs=runs)
 
 
+    def profile(self, *arrays: np.ndarray, runs: int = 5) -> list[dict]:
+        """Per VM call (kernel or builtin): mean ms per model run over ``runs`` runs, slowest
+        first. Each call is timed between device synchronisations, so the figures add up to
+        more than a plain run (no overlap of launches), but they rank the kernels."""
+        sync = _cuda_sync if self.cuda else (lambda: None)
+        inputs = [self.to_device(a) for a in arrays]
+        self.call(*inputs)
+        totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        started: dict[str, float] = {}
+
+        def instrument(func, symbol, before, ret, *args):
+            sync()
+            if before:
+                started[symbol] = time.perf_counter()
+            else:
+                totals[symbol] = totals.get(symbol, 0.0) + time.perf_counter() - started[symbol]
+                counts[symbol] = counts.get(symbol, 0) + 1
+            return 0
+
+        self.vm["set_instrument"](self.ffi.convert(instrument))
+        try:
+            for _ in range(runs):
+                self.call(*inputs)
+            sync()
+        finally:
+            self.vm["set_instrument"](self.ffi.convert(lambda *a: 0))  # a no-op (None is not accepted everywhere)
+        return sorted(({"name": k, "ms": v / runs * 1e3, "calls": counts[k] // runs} for k, v in totals.items()),
+                      key=lambda r: -r["ms"])
+
+
 def timed(fn, *, sync=None, warmup: int = 10, runs: int = 50) -> dict:
     """Median and minimum ms of ``runs`` calls of ``fn`` after ``warmup`` calls, each call
     followed by ``sync()`` (a device synchronisation) when given."""
@@ -215,6 +246,8 @@ def main(argv=None) -> int:
     p.add_argument("--input", help=".npy input (default: seeded random of the manifest's shape)")
     p.add_argument("--output", help="write the first output here (.npy)")
     p.add_argument("--bench", type=int, default=0, metavar="N", help="time N calls after warm-up")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="time every VM call (kernel) over N runs; the slowest in the summary")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     args = p.parse_args(argv)
     runner = LiteRunner(args.artifact, args.libs, args.device)
@@ -228,6 +261,8 @@ def main(argv=None) -> int:
                "tvm_imported": "tvm" in sys.modules}
     if args.bench:
         summary.update(runner.bench(x, runs=args.bench))
+    if args.profile:
+        summary["profile"] = runner.profile(x, runs=args.profile)[:20]
     print(json.dumps(summary) if args.json else summary)
     return 0
 

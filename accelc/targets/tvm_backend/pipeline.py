@@ -11,12 +11,15 @@
    cuda: dlight's GPU rules);
 5. (CPU) split the layout rewrites (tuned schedules' and the default conv schedules' weight
    packing) off and fold them into the weights;
-6. lower the Relax program to the VM (no further fusion, which would undo the schedules).
+6. lower the Relax program to the VM (no further fusion, which would undo the schedules);
+7. (CPU, tuned) keep the tuned build only if the whole model runs faster than untuned
+   (:mod:`.model_check`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -73,34 +76,81 @@ def _vm_lowering(target):
 
 def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOptions | None = None,
                  quiet: bool = True) -> BuildResult:
-    import tvm
+    tuned = tuning is not None and tuning.active
+    scheduled, sched_params, report = _schedule(mod, params, target, tuning if tuned else None, quiet)
+    if report is None or target.kind.name != "llvm":
+        return BuildResult(_compile(scheduled, target), sched_params, report)
+    return _kept_build(mod, params, target, (scheduled, sched_params), report, quiet)
+
+
+def _kept_build(mod, params, target, tuned, report: TuningReport, quiet: bool) -> BuildResult:
+    """The tuned CPU build or the untuned one, whichever runs the whole model faster
+    (:mod:`.model_check`; the decision is stored in the tuning database)."""
+    import tvm_ffi
+
+    from accelc.targets.tvm_backend import model_check
+    from accelc.targets.tvm_backend.tuning import TuningDatabase
+
+    default = _schedule(mod, params, target, None, quiet)[:2]
+    if tvm_ffi.structural_equal(tuned[0], default[0]):
+        return BuildResult(_compile(tuned[0], target), tuned[1], report)
+    # the records applied, not the tuned module: a trace read back from the database's JSON
+    # schedules the same code but hashes differently (annotation True becomes 1)
+    key = f"{report.applied[:16]}-{TuningDatabase.key(default[0])}"
+    builds = {"tuned": tuned, "default": default}
+
+    def measure():
+        inputs = model_check.model_inputs(mod, len(params))
+        return model_check.time_in_turns({which: model_check.runner(_compile(sched, target), sched_params, inputs)
+                                          for which, (sched, sched_params) in builds.items()})
+
+    report.model_check = model_check.choose(Path(report.db), key, measure)
+    # compiled afresh: an executable that ran in a VM exports different bytes (the artifact
+    # would then depend on whether this compile measured or read the decision)
+    sched, kept_params = builds[report.model_check["kept"]]
+    return BuildResult(_compile(sched, target), kept_params, report)
+
+
+def _schedule(mod, params, target, tuning: TuningOptions | None, quiet: bool):
+    """Steps 1–5: the scheduled module, its weights and the tuning report (None untuned)."""
     from tvm import relax
 
     from accelc.errors import TargetError
 
     cpu = target.kind.name == "llvm"
-    tuned = tuning is not None and tuning.active
     try:
         if cpu:
             mod = to_nhwc(mod)
         mod, params = fold_param_transforms(mod, params)
         mod = legalize_and_fuse(mod, target)
-        if tuned and cpu:
+        if tuning is not None and cpu:
             mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
         raise TargetError(f"TVM could not prepare the model for {target.kind.name}: {_first_line(e)}",
                           hint="run with --debug for TVM's full message") from e
     report = None
-    if tuned:
+    if tuning is not None:
         mod, report = tune_and_apply(mod, target, tuning, quiet=quiet)
     try:
         mod = apply_default_schedules(mod, target)
         if cpu:
             mod = relax.transform.SplitLayoutRewritePreproc()(mod)
             mod, params = fold_param_transforms(mod, params)
-        with tvm.transform.PassContext(opt_level=3):
-            executable = tvm.compile(mod, target=target, relax_pipeline=_vm_lowering(target))
     except Exception as e:  # noqa: BLE001
         raise TargetError(f"TVM build for {target.kind.name} failed: {_first_line(e)}",
                           hint="run with --debug for TVM's full message") from e
-    return BuildResult(executable, list(params), report)
+    return mod, list(params), report
+
+
+def _compile(mod, target):
+    """Step 6: lower to the VM and compile."""
+    import tvm
+
+    from accelc.errors import TargetError
+
+    try:
+        with tvm.transform.PassContext(opt_level=3):
+            return tvm.compile(mod, target=target, relax_pipeline=_vm_lowering(target))
+    except Exception as e:  # noqa: BLE001
+        raise TargetError(f"TVM build for {target.kind.name} failed: {_first_line(e)}",
+                          hint="run with --debug for TVM's full message") from e

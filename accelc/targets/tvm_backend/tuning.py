@@ -103,6 +103,18 @@ def default_db_dir(target) -> Path:
 
 
 # ----------------------------------------------------------------------------- database
+def lock_db_dir(path: Path):
+    """Create ``path`` if needed and take its exclusive lock (concurrent compiles wait); the
+    open lock file, to ``fcntl.flock(f, LOCK_UN)`` and close."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / ".lock", "w")  # noqa: SIM115 - held by the caller
+    except OSError as e:
+        raise UsageError(f"--tuning-db {path}: cannot use this directory ({e.strerror})") from e
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
 class TuningDatabase:
     """MetaSchedule's JSON database in ``path`` plus accelc's per-workload trial levels, held
     under an exclusive lock while open."""
@@ -111,12 +123,7 @@ class TuningDatabase:
         from tvm.s_tir import meta_schedule as ms
 
         self.path = Path(path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / ".lock", "w")  # noqa: SIM115 - held until close()
-        except OSError as e:
-            raise UsageError(f"--tuning-db {self.path}: cannot use this directory ({e.strerror})") from e
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._lock = lock_db_dir(self.path)
         self.ms = ms.database.JSONDatabase(path_workload=str(self.path / "database_workload.json"),
                                            path_tuning_record=str(self.path / "database_tuning_record.json"),
                                            module_equality="structural")
@@ -218,6 +225,8 @@ class TuningReport:
     seconds: float = 0.0
     budget_reached: bool = False
     tasks: list[TaskRow] = field(default_factory=list)
+    model_check: dict | None = None  # the whole tuned model against the untuned one (model_check.py)
+    applied: str = ""  # sha256 of the records applied (task names and traces): what the build got
 
     def to_dict(self, reproducible: bool = False) -> dict[str, Any]:
         rows = [t.to_dict() for t in self.tasks]
@@ -228,7 +237,7 @@ class TuningReport:
                 "tasks_default_only": sum(r["source"] == "default" for r in rows),
                 "tasks_untuned": sum(r["source"] == "none" for r in rows),
                 "tasks_kept_default": sum(r["kept_default"] for r in rows),
-                "new_trials": sum(r["trials_new"] for r in rows), "tasks": rows}
+                "new_trials": sum(r["trials_new"] for r in rows), "model_check": self.model_check, "tasks": rows}
 
 
 def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
@@ -268,6 +277,7 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
                 _require_gpu()
             _run_metaschedule(todo, target, options, db, report, quiet=quiet)
         chosen = ms.database.MemoryDatabase(module_equality="structural")
+        applied = hashlib.sha256()
         for t, row in zip(tasks, rows):
             task_mod = t.dispatched[0]
             row.level = db.level(task_mod)
@@ -276,11 +286,13 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
                 chosen.commit_tuning_record(ms.database.TuningRecord(
                     rec.trace, chosen.commit_workload(task_mod), rec.run_secs, target, rec.args_info))
             row.best_us = mean_us(rec.run_secs) if rec is not None and rec.run_secs else None
+            applied.update(f"{t.task_name}\n{rec.trace if rec is not None else ''}\n".encode())
             if row.source != "tuned" and row.best_us is not None:
                 row.source = "default" if row.default_us is not None else "database"
         with target, chosen, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     report.tasks = rows
+    report.applied = applied.hexdigest()
     report.seconds = time.monotonic() - start
     return mod, report
 
