@@ -62,12 +62,12 @@ def test_depthwise_convs_run_one_thread_per_output(tmp_path):
     accelc.compile(model, (x,), target="cuda", output=tmp_path / "a", target_options={"arch": "sm_80"})
     source = (tmp_path / "a" / "lib.so").read_bytes().decode("latin-1")
     kernels = {}
-    for m in re.finditer(r"__global__ void __launch_bounds__\((\d+)\) (\w+)\([^)]*\) \{", source):
-        kernels[m.group(2)] = (int(m.group(1)), source[m.end():source.index("\n}", m.end())])
+    for m in re.finditer(r"__global__ void __launch_bounds__\(\d+\) (\w+)\([^)]*\) \{", source):
+        kernels[m.group(1)] = source[m.end():source.index("\n}", m.end())]  # name → body
     short = [k for k in kernels if k.startswith(("fused_conv2d_", "max_pool2d"))]
     assert {k.split("_kernel")[0] for k in short} == {"fused_conv2d_add_tir_clip", "max_pool2d"}, sorted(kernels)
     for name in short:  # no cross-thread reduction: each thread sums its own window
-        assert "red_buf" not in kernels[name][1] and "__shfl" not in kernels[name][1], name
+        assert "red_buf" not in kernels[name] and "__shfl" not in kernels[name], name
     pointwise = [k for k in kernels if k.startswith("fused_conv2d1_")]
-    assert pointwise and "shared" in kernels[pointwise[0]][1]  # dlight's matmul rule, tiled in shared memory
+    assert pointwise and "shared" in kernels[pointwise[0]]  # dlight's matmul rule, tiled in shared memory
     assert SHORT_REDUCTION < 16 * 9  # a dense 3×3 conv over 16 channels is not short

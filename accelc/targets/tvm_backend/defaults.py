@@ -10,7 +10,8 @@ untuned one by what was measured (:mod:`.tuning`).
   convolutions and matmul → :func:`.cpu_conv.schedule_func`; GEMV and reductions → TVM's
   ``dlight.cpu`` rules; the rest → :func:`.cpu_conv.generic_sketch`;
 * ``cuda``: TVM's dlight GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
-  functions whose reductions are short (depthwise convs, pools) go to Fallback directly.
+  functions whose reductions are short (depthwise convs, pools) try only Matmul, then
+  Fallback (one thread per output).
 
 Preserves: the computation of each function (schedules change loop structure, intermediate
 scopes and packed weight layouts only).
