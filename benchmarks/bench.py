@@ -89,6 +89,7 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
 
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
+    os.environ["TVM_NUM_THREADS"] = str(threads)  # before TVM's pool exists (it defaults to half the vCPUs)
     model = _model(name)
     x = torch.from_numpy(np.random.default_rng(1).standard_normal(_shape(name, batch)).astype(np.float32))
     xn = x.numpy()

@@ -3,6 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# one TVM thread per test process, like torch below (the runner uses one process per core);
+# set before accelc is imported, which would otherwise claim every core for TVM's pool
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

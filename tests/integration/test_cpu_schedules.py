@@ -97,6 +97,24 @@ def test_every_conv_is_scheduled_and_weights_packed():
     assert any("T.vectorized(T.int64(16))" in s for s in scripts.values())
 
 
+def test_wide_convs_reduce_in_channel_chunks(tmp_path):
+    """3×3 convs over more than 16 input channels (48: three chunks, 64: four) reduce chunk by
+    chunk with the accumulators in memory between chunks: the artifact equals PyTorch, and
+    their weights are stored [O/(ro·16), C/16, KH, KW, 16, ro·16] (a tile's chunk contiguous);
+    a 1×1 conv keeps the whole reduction per tile ([O/16, 1, 1, C, 16])."""
+    import json
+
+    from accelc.targets.tvm_backend.build import load_params
+
+    torch.manual_seed(0)
+    model = ConvChain(48, [(64, 3, 1, False, "relu", False), (64, 3, 1, False, "none", True),
+                           (32, 1, 1, False, "relu", False)]).eval()
+    _compile_and_compare(model, torch.randn(2, 48, 14, 14), tmp_path)
+    art = tmp_path / "art"
+    shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
+    assert {(1, 3, 3, 3, 16, 64), (1, 4, 3, 3, 16, 64), (2, 1, 1, 64, 16)} <= shapes, shapes
+
+
 @pytest.mark.parametrize("batch", [1, 8])
 def test_linear_layers_pack_weights_into_panels(batch, tmp_path):
     """Linear layers whose widths fill 16-lane vectors (64), 8-lane vectors (24) or neither (10):
