@@ -92,3 +92,31 @@ def test_eval_accuracy_reported(tmp_path):
     acc = compiled.report["accuracy"]
     assert acc["samples"] == 20 and acc["original"] == 1.0 and acc["artifact"] == 1.0
     assert json.loads((tmp_path / "a" / "report.json").read_text())["accuracy"] == acc
+
+
+def _aligned_copy(a: np.ndarray, offset: int) -> np.ndarray:
+    """``a`` copied to an address ``offset`` bytes past a 64-byte boundary."""
+    buf = np.empty(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_inputs_in_place_or_staged_outputs_owned(tmp_path):
+    """The runner uses a 64-byte-aligned input in place and copies any other into a tensor it
+    keeps per input; either way the results are the same, and an output that is a view of the
+    input (here: flatten) stays what it was after later calls."""
+
+    class Twice(torch.nn.Module):
+        def forward(self, x):
+            return torch.flatten(x, 1), torch.relu(x) * 2
+
+    x = torch.randn(2, 3, 4, 4)
+    runner = accelc.compile(Twice().eval(), (x,), pipeline="fuse", output=tmp_path / "art", quiet=True).runner
+    first = [_aligned_copy(x.numpy() + k, off) for k, off in ((0, 0), (1, 4), (2, 0), (3, 8))]
+    outs = [runner.run([a]) for a in first]
+    for k, (flat, twice) in enumerate(outs):
+        ref = x.numpy() + k
+        np.testing.assert_array_equal(flat, ref.reshape(2, -1))
+        np.testing.assert_allclose(twice, np.maximum(ref, 0) * 2, rtol=1e-6)
