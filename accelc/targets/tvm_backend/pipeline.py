@@ -77,13 +77,14 @@ def _vm_lowering(target):
 def build_module(mod, params: Sequence[np.ndarray], target, *, tuning: TuningOptions | None = None,
                  quiet: bool = True) -> BuildResult:
     tuned = tuning is not None and tuning.active
-    scheduled, sched_params, report = _schedule(mod, params, target, tuning if tuned else None, quiet)
+    prepared = _prepare(mod, params, target)
+    scheduled, sched_params, report = _schedule(prepared, target, tuning if tuned else None, quiet)
     if report is None or target.kind.name != "llvm":
         return BuildResult(_compile(scheduled, target), sched_params, report)
-    return _kept_build(mod, params, target, (scheduled, sched_params), report, quiet)
+    return _kept_build(mod, len(params), prepared, target, (scheduled, sched_params), report, quiet)
 
 
-def _kept_build(mod, params, target, tuned, report: TuningReport, quiet: bool) -> BuildResult:
+def _kept_build(mod, n_params: int, prepared, target, tuned, report: TuningReport, quiet: bool) -> BuildResult:
     """The tuned CPU build or the untuned one, whichever runs the whole model faster
     (:mod:`.model_check`; the decision is stored in the tuning database)."""
     import tvm_ffi
@@ -91,7 +92,7 @@ def _kept_build(mod, params, target, tuned, report: TuningReport, quiet: bool) -
     from accelc.targets.tvm_backend import model_check
     from accelc.targets.tvm_backend.tuning import TuningDatabase
 
-    default = _schedule(mod, params, target, None, quiet)[:2]
+    default = _schedule(prepared, target, None, quiet)[:2]
     if tvm_ffi.structural_equal(tuned[0], default[0]):
         return BuildResult(_compile(tuned[0], target), tuned[1], report)
     # the records applied, not the tuned module: a trace read back from the database's JSON
@@ -100,7 +101,7 @@ def _kept_build(mod, params, target, tuned, report: TuningReport, quiet: bool) -
     builds = {"tuned": tuned, "default": default}
 
     def measure():
-        inputs = model_check.model_inputs(mod, len(params))
+        inputs = model_check.model_inputs(mod, n_params)
         return model_check.time_in_turns({which: model_check.runner(_compile(sched, target), sched_params, inputs)
                                           for which, (sched, sched_params) in builds.items()})
 
@@ -111,25 +112,41 @@ def _kept_build(mod, params, target, tuned, report: TuningReport, quiet: bool) -
     return BuildResult(_compile(sched, target), kept_params, report)
 
 
-def _schedule(mod, params, target, tuning: TuningOptions | None, quiet: bool):
-    """Steps 1–5: the scheduled module, its weights and the tuning report (None untuned)."""
+def _prepare(mod, params, target):
+    """Steps 1–2: ``(module, weights)`` legalized and fused, the same for the tuned and the
+    untuned schedule of one build (so the model check prepares the model once)."""
+    try:
+        if target.kind.name == "llvm":
+            mod = to_nhwc(mod)
+        mod, params = fold_param_transforms(mod, params)
+        return legalize_and_fuse(mod, target), list(params)
+    except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
+        raise _prepare_error(target, e) from e
+
+
+def _prepare_error(target, e):
+    from accelc.errors import TargetError
+
+    return TargetError(f"TVM could not prepare the model for {target.kind.name}: {_first_line(e)}",
+                       hint="run with --debug for TVM's full message")
+
+
+def _schedule(prepared, target, tuning: TuningOptions | None, quiet: bool):
+    """Steps 3–5 on a :func:`_prepare`d model: the scheduled module, its weights and the tuning
+    report (None untuned)."""
     from tvm import relax
 
     from accelc.errors import TargetError
 
     cpu = target.kind.name == "llvm"
-    try:
-        if cpu:
-            mod = to_nhwc(mod)
-        mod, params = fold_param_transforms(mod, params)
-        mod = legalize_and_fuse(mod, target)
-        if tuning is not None and cpu:
-            mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
-    except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
-        raise TargetError(f"TVM could not prepare the model for {target.kind.name}: {_first_line(e)}",
-                          hint="run with --debug for TVM's full message") from e
+    mod, params = prepared
     report = None
     if tuning is not None:
+        if cpu:
+            try:
+                mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
+            except Exception as e:  # noqa: BLE001
+                raise _prepare_error(target, e) from e
         mod, report = tune_and_apply(mod, target, tuning, quiet=quiet)
     try:
         mod = apply_default_schedules(mod, target)
