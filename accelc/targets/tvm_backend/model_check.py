@@ -18,7 +18,6 @@ weights' packed layouts differ.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from pathlib import Path
@@ -80,7 +79,7 @@ def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS) 
 def choose(db_dir: Path, key: str, measure: Callable[[], dict[str, float]]) -> dict:
     """The stored decision for ``key``, or measure ``{"tuned": ms, "default": ms}`` now and store
     it. Returns ``{"kept": "tuned"|"default", "tuned_ms", "default_ms", "from_database"}``."""
-    from accelc.targets.tvm_backend.tuning import lock_db_dir
+    from accelc.targets.tvm_backend.tuning import lock_db_dir, unlock_db_dir
 
     db_dir = Path(db_dir)
     lock = lock_db_dir(db_dir)
@@ -98,5 +97,4 @@ def choose(db_dir: Path, key: str, measure: Callable[[], dict[str, float]]) -> d
         tmp.replace(path)
         return {**choice, "from_database": False}
     finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        unlock_db_dir(lock)

@@ -105,7 +105,7 @@ def default_db_dir(target) -> Path:
 # ----------------------------------------------------------------------------- database
 def lock_db_dir(path: Path):
     """Create ``path`` if needed and take its exclusive lock (concurrent compiles wait); the
-    open lock file, to ``fcntl.flock(f, LOCK_UN)`` and close."""
+    open lock file, for :func:`unlock_db_dir`."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = open(path / ".lock", "w")  # noqa: SIM115 - held by the caller
@@ -113,6 +113,12 @@ def lock_db_dir(path: Path):
         raise UsageError(f"--tuning-db {path}: cannot use this directory ({e.strerror})") from e
     fcntl.flock(lock, fcntl.LOCK_EX)
     return lock
+
+
+def unlock_db_dir(lock) -> None:
+    """Release and close a lock from :func:`lock_db_dir`."""
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
 
 
 class TuningDatabase:
@@ -166,8 +172,7 @@ class TuningDatabase:
         tmp = self.path / f".{TRIALS_FILE}.tmp"
         tmp.write_text(json.dumps(self.levels, indent=1, sort_keys=True))
         tmp.replace(self.path / TRIALS_FILE)
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        unlock_db_dir(self._lock)
 
     def __enter__(self):
         return self
