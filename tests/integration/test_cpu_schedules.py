@@ -117,20 +117,24 @@ def test_wide_convs_reduce_in_channel_chunks(tmp_path):
 
 @pytest.mark.parametrize("batch", [1, 8])
 def test_linear_layers_pack_weights_into_panels(batch, tmp_path):
-    """Linear layers whose widths fill 16-lane vectors (64), 8-lane vectors (24) or neither (10):
-    the artifact equals PyTorch and every matmul's weights are stored packed
-    ``[N/width, K, width]``."""
+    """Linear layers whose widths fill 16-lane vectors (64), 8-lane vectors (24) or neither (10,
+    500): the artifact equals PyTorch and every matmul's weights are stored packed
+    ``[N/width, K, width]``, the widths that fill no vector padded to 16 lanes with zero
+    columns (10 → 16, 500 → 512: 4 panels of 8 vectors)."""
     import json
 
     from accelc.targets.tvm_backend.build import load_params
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 24), nn.Linear(24, 10)).eval()
+    model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 24), nn.Linear(24, 10), nn.ReLU(),
+                          nn.Linear(10, 500)).eval()
     compiled = _compile_and_compare(model, torch.randn(batch, 40), tmp_path)
     art = tmp_path / "art"
-    shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
-    packed = {s for s in shapes if len(s) == 3}
-    assert {(s[1], s[0] * s[2]) for s in packed} == {(40, 64), (64, 24), (24, 10)}, shapes
+    params = load_params(art, json.loads((art / "manifest.json").read_text()))
+    packed = {p.shape for p in params if p.ndim == 3}
+    assert packed == {(1, 40, 64), (1, 64, 24), (1, 24, 16), (4, 10, 128)}, packed
+    pad = next(p for p in params if p.shape == (1, 24, 16))
+    assert not pad[..., 10:].any()  # the padding columns are zero
     assert compiled.report["artifact_check"]["vs_final_graph"]["max_abs_err"] < 1e-4
 
 

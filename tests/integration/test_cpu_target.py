@@ -103,10 +103,16 @@ def _aligned_copy(a: np.ndarray, offset: int) -> np.ndarray:
     return out
 
 
-def test_inputs_in_place_or_staged_outputs_owned(tmp_path):
-    """The runner uses a 64-byte-aligned input in place and copies any other into a tensor it
-    keeps per input; either way the results are the same, and an output that is a view of the
-    input (here: flatten) stays what it was after later calls."""
+@pytest.mark.parametrize("in_place_bytes", [0, None])
+def test_inputs_in_place_or_staged_outputs_owned(in_place_bytes, tmp_path, monkeypatch):
+    """The runner uses a 64-byte-aligned input in place (when it is large: here forced with a
+    threshold of 0) and copies any other into an aligned array it keeps per input; a float64
+    input is converted; either way the results are the same, and an output that is a view of
+    the input (here: flatten) stays what it was after later calls."""
+    from accelc.targets.tvm_backend import runner as tvm_runner
+
+    if in_place_bytes is not None:
+        monkeypatch.setattr(tvm_runner, "IN_PLACE_BYTES", in_place_bytes)
 
     class Twice(torch.nn.Module):
         def forward(self, x):
@@ -115,6 +121,7 @@ def test_inputs_in_place_or_staged_outputs_owned(tmp_path):
     x = torch.randn(2, 3, 4, 4)
     runner = accelc.compile(Twice().eval(), (x,), pipeline="fuse", output=tmp_path / "art", quiet=True).runner
     first = [_aligned_copy(x.numpy() + k, off) for k, off in ((0, 0), (1, 4), (2, 0), (3, 8))]
+    first.append((x.numpy() + 4).astype(np.float64))
     outs = [runner.run([a]) for a in first]
     for k, (flat, twice) in enumerate(outs):
         ref = x.numpy() + k

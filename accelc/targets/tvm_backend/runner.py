@@ -12,6 +12,7 @@ from accelc.targets.base import Runner
 from accelc.targets.tvm_backend.build import load_params
 
 ALIGNMENT = 64  # bytes: what TVM's kernels assume of their buffers (from_dlpack checks it)
+IN_PLACE_BYTES = 256 << 10  # smaller inputs are copied: np.copyto ~1 µs, from_dlpack per call ~4 µs
 
 
 def _flatten(result) -> list:
@@ -24,7 +25,13 @@ def _flatten(result) -> list:
 
 
 class TVMRunner(Runner):
-    """Loads ``lib.so`` once, keeps the weights on the device, runs ``main`` per call."""
+    """Loads ``lib.so`` once, keeps the weights on the device, runs ``main`` per call.
+
+    The per-call path avoids TVM's Python conversions, which cost more than LeNet's kernels
+    (measured per call: ``Tensor.copyfrom`` 13.5 µs, ``Tensor.numpy`` 13–15 µs, the generic
+    input check 8 µs; the whole model runs in ~60 µs): CPU inputs are staged with ``np.copyto``
+    into a 64-byte-aligned array that a TVM tensor views, outputs are copied out through
+    DLPack, and inputs of the expected shape and dtype skip the general check."""
 
     def __init__(self, art_dir: Path, manifest: dict, device):
         import tvm
@@ -41,25 +48,49 @@ class TVMRunner(Runner):
         self.params = [tvm.runtime.tensor(p, device) for p in load_params(art_dir, manifest)]
         self._main = self.vm["main"]
         self._host = device.dlpack_device_type() == tvm.cpu().dlpack_device_type()
-        self._staging: list = [None] * len(self.inputs)
+        self._expected = [(tuple(spec["shape"]), np.dtype(spec["dtype"])) for spec in self.inputs]
+        self._staging: list = [None] * len(self.inputs)  # (array, tensor) per input
+
+    def _checked(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``check_inputs``, with a fast path for arrays that already match."""
+        if len(arrays) == len(self._expected) and all(
+                type(a) is np.ndarray and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+                for a, (shape, dtype) in zip(arrays, self._expected)):
+            return list(arrays)
+        return self.check_inputs(arrays)
 
     def _device_input(self, i: int, a: np.ndarray):
-        """``a`` as a TVM tensor: on the CPU an aligned array is used in place (TVM's kernels
-        assume 64-byte alignment); otherwise it is copied into a tensor kept for input ``i``
-        (allocating one per call cost ~20 µs, a fifth of LeNet's run)."""
+        """``a`` as a TVM tensor: on the CPU a large aligned array is used in place (TVM's kernels
+        assume 64-byte alignment); otherwise it is copied into the staging tensor of input ``i``."""
         import tvm
 
-        if self._host and a.ctypes.data % ALIGNMENT == 0 and a.flags.c_contiguous:
+        if self._host and a.nbytes >= IN_PLACE_BYTES and a.ctypes.data % ALIGNMENT == 0:
             return tvm.runtime.from_dlpack(a)
         if self._staging[i] is None:
-            self._staging[i] = tvm.runtime.empty(a.shape, str(a.dtype), self.device)
-        self._staging[i].copyfrom(a)
-        return self._staging[i]
+            self._staging[i] = self._new_staging(a)
+        host, tensor = self._staging[i]
+        if host is None:
+            tensor.copyfrom(a)
+        else:
+            np.copyto(host, a)
+        return tensor
+
+    def _new_staging(self, a: np.ndarray):
+        import tvm
+
+        if not self._host:
+            return None, tvm.runtime.empty(a.shape, str(a.dtype), self.device)
+        raw = np.empty(a.nbytes + ALIGNMENT, np.uint8)
+        offset = (-raw.ctypes.data) % ALIGNMENT
+        host = raw[offset:offset + a.nbytes].view(a.dtype).reshape(a.shape)
+        return host, tvm.runtime.from_dlpack(host)
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        inputs = [self._device_input(i, a) for i, a in enumerate(self.check_inputs(arrays))]
+        inputs = [self._device_input(i, a) for i, a in enumerate(self._checked(arrays))]
         result = self._main(*inputs, *self.params)
         # copied: an output may alias an input (the staging tensor, reused next call) or a weight
+        if self._host:
+            return [np.from_dlpack(r).copy() for r in _flatten(result)]
         return [r.numpy() for r in _flatten(result)]
 
     def time_call(self, arrays: Sequence[np.ndarray], *, number: int = 10, repeat: int = 5) -> list[float]:
