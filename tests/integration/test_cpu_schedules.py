@@ -138,6 +138,27 @@ def test_linear_layers_pack_weights_into_panels(batch, tmp_path):
     assert compiled.report["artifact_check"]["vs_final_graph"]["max_abs_err"] < 1e-4
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_odd_conv_widths_pad_within_the_limit(batch, tmp_path):
+    """NCHW convs whose output channels fill no vector are padded with zero filters to a
+    multiple of 16 when that adds at most 30% of the work (20→50 becomes 64 filters and gets the
+    channel-vector schedule, which packs them [4, 20, 5, 5, 16]); 1→20 (→ 32: 1.6×) is not. The
+    artifact equals PyTorch, and only real channels are stored."""
+    import json
+
+    from accelc.targets.tvm_backend import padding
+    from accelc.targets.tvm_backend.build import load_params
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(50 * 8 * 8, 16)).eval()
+    _compile_and_compare(model, torch.randn(batch, 1, 28, 28), tmp_path)
+    art = tmp_path / "art"
+    shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
+    assert (4, 20, 5, 5, 16) in shapes and (20, 1, 5, 5) in shapes, shapes
+    assert 64 / 50 <= padding.CONV_PAD_LIMIT < 32 / 20
+
+
 def test_nhwc_only_when_channels_fill_vectors():
     from accelc.targets.tvm_backend.importer import to_relax
 
@@ -228,10 +249,41 @@ def test_elementwise_chains_make_one_pass():
     np.testing.assert_allclose(out, _Elementwise()(x, y).numpy(), rtol=1e-5, atol=1e-6)
 
 
+class _TransposeFlatten(nn.Module):
+    def forward(self, x):
+        return torch.flatten(x.permute(0, 3, 1, 2), 1) * 2
+
+
+@pytest.mark.parametrize("channels", [50, 67])
+def test_long_rows_vectorise_in_pieces(channels):
+    """A long injective row (NHWC → NCHW then flatten: 800 or 1072 elements) is vectorised in
+    pieces of at most 64 lanes that divide it (a 1072 row: 67 × 16), not as one 800-lane gather,
+    which LLVM took 148 s to compile; it still computes the same."""
+    import re
+
+    import tvm
+    from tvm import relax, tirx
+
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.pipeline import apply_default_schedules, legalize_and_fuse
+
+    x = torch.randn(1, 4, 4, channels)
+    mod, _ = to_relax(torch.fx.symbolic_trace(_TransposeFlatten()), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    mod = apply_default_schedules(legalize_and_fuse(mod, target), target)
+    script = "".join(f.script() for f in mod.functions.values() if isinstance(f, tirx.PrimFunc))
+    lanes = [int(n) for n in re.findall(r"T\.vectorized\(T\.int64\((\d+)\)\)", script)]
+    assert lanes and max(lanes) <= cpu_conv.MAX_VECTOR and (channels * 16) % max(lanes) == 0, script
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x.numpy()))
+    out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
+    np.testing.assert_array_equal(out, _TransposeFlatten()(x).numpy())
+
+
 def test_odd_channel_convs_tile_rows_and_channels():
-    """A conv whose channels do not fill vectors (LeNet's 20→50, 5×5) runs NCHW with a register
-    tile of 10 output channels × 2 rows of 8-wide vectors: 20 independent accumulators (8 left
-    its FMA chains latency-bound: 49 against 30 µs)."""
+    """A conv whose channels do not fill vectors (LeNet's 20→50, 5×5, as it would run unpadded:
+    see the next test) runs NCHW with a register tile of 10 output channels × 2 rows of 8-wide
+    vectors: 20 independent accumulators (8 left its FMA chains latency-bound: 49 against 30 µs)."""
     import tvm
 
     from accelc.targets.tvm_backend.importer import to_relax

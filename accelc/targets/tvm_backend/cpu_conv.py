@@ -349,12 +349,12 @@ def generic_sketch(sch):
             lead += 1
         try:
             if all(spatial) and len(loops) > 1 and int(sch.get(loops[-1]).extent) >= 4:
-                sch.vectorize(loops[-1])
+                _vectorize_capped(sch, loops[-1])
                 lead -= 1
             elif _is_window(spatial, loops, sch):
                 # pooling (NHWC): the channel loop innermost, under the window, vectorised
                 sch.reorder(*loops[lead:], loops[lead - 1])
-                sch.vectorize(loops[lead - 1])
+                _vectorize_capped(sch, loops[lead - 1])
                 sch.decompose_reduction(block, loops[lead])
                 lead -= 1
             if lead >= 1:
@@ -362,6 +362,23 @@ def generic_sketch(sch):
         except s_tir.ScheduleError:
             continue
     return sch
+
+
+MAX_VECTOR = 64  # lanes of one vectorised loop: 4 AVX-512 registers of fp32
+
+
+def _vectorize_capped(sch, loop) -> None:
+    """Vectorise ``loop``, or when it is longer than :data:`MAX_VECTOR`, its inner part of the
+    longest length ≤ that which divides it (none ≥ 4: left serial). A whole long loop becomes
+    one vector of that many lanes: an 800-lane int8 gather (a quantized LeNet's flatten) kept
+    LLVM busy for 148 s."""
+    extent = int(sch.get(loop).extent)
+    if extent > MAX_VECTOR:
+        inner = max(d for d in _divisors(extent) if d <= MAX_VECTOR)
+        if inner < 4:
+            return
+        loop = sch.split(loop, [None, inner])[1]
+    sch.vectorize(loop)
 
 
 def _is_window(spatial: list[bool], loops, sch) -> bool:

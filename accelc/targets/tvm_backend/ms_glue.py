@@ -4,8 +4,9 @@
   ``dot_16x4_vnni`` among them, which MetaSchedule's default x86 rules require). TVMScript
   parses each of the ~250 intrinsics with ``inspect.stack()``, which reads source context for
   every frame and scans ``sys.modules`` per frame; with torch loaded that alone takes minutes.
-  The frames are only needed for their objects, so the import runs with a context-free
-  ``inspect.stack`` (tens of seconds less; TVM's behaviour is otherwise unchanged).
+  The frames are only needed for their objects, so the import runs with ``inspect.stack`` and
+  ``getouterframes`` that walk the frames without looking up any source (the import went from
+  ~70 s to a few; TVM's behaviour is otherwise unchanged).
 * :class:`InProcessBuilder` — builds candidates in this process. TVM's ``LocalBuilder``
   starts fresh worker processes for every batch, and each worker pays the intrinsic import
   above again (≈100 s per batch on a 2-core machine).
@@ -20,17 +21,30 @@ import contextlib
 import functools
 import inspect
 import logging
+import sys
 import time
+
+
+def _frames_from(frame) -> list:
+    """``inspect.FrameInfo`` records from ``frame`` outwards, without source context: what
+    ``inspect.stack(0)`` returns, minus its per-frame ``getsourcefile`` → ``getmodule`` (a
+    scan of ``sys.modules``, which with torch loaded made the intrinsic import take ~70 s)."""
+    out = []
+    while frame is not None:
+        out.append(inspect.FrameInfo(frame, frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, None, None))
+        frame = frame.f_back
+    return out
 
 
 @contextlib.contextmanager
 def _context_free_stack():
-    original = inspect.stack
-    inspect.stack = lambda context=1: original(0)
+    stack, outer = inspect.stack, inspect.getouterframes
+    inspect.stack = lambda context=1: _frames_from(sys._getframe(1))
+    inspect.getouterframes = lambda frame, context=1: _frames_from(frame)
     try:
         yield
     finally:
-        inspect.stack = original
+        inspect.stack, inspect.getouterframes = stack, outer
 
 
 @functools.lru_cache(maxsize=1)

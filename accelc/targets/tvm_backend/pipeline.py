@@ -1,6 +1,6 @@
 """The cpu/cuda build: Relax module + weights → executable + (transformed) weights.
 
-1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`), linear widths that fill no vector padded
+1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`), linear and conv widths that fill no vector padded
    (:mod:`.padding`); fold the weight-only computations into the weights (:mod:`.params`);
 2. legalize and fuse (TVM's zero pipeline, without its database step);
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
@@ -29,7 +29,7 @@ from accelc.targets.tvm_backend.cpu_conv import simd_lanes
 from accelc.targets.tvm_backend.defaults import apply_default_schedules
 from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.layout import to_nhwc
-from accelc.targets.tvm_backend.padding import pad_linear_widths
+from accelc.targets.tvm_backend.padding import pad_output_widths
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 
@@ -119,7 +119,7 @@ def _prepare(mod, params, target):
     untuned schedule of one build (so the model check prepares the model once)."""
     try:
         if target.kind.name == "llvm":
-            mod = pad_linear_widths(to_nhwc(mod), simd_lanes(target))
+            mod = pad_output_widths(to_nhwc(mod), simd_lanes(target))
         mod, params = fold_param_transforms(mod, params)
         return legalize_and_fuse(mod, target), list(params)
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
