@@ -30,7 +30,8 @@ def write_markdown(results: dict, out: Path) -> None:
              f"Machine: {m['cpu']}, {m['cpus']} CPUs ({m['threads_per_core']} thread per core, {m['hypervisor']} VM), "
              f"ISA {', '.join(m['isa'])}, L2 {m['l2']}. Python {m['python']}, torch {m['torch']}, onnxruntime "
              f"{m['onnxruntime']}, apache-tvm {m['tvm']} (tvm-ffi {m['tvm_ffi']}), numpy {m['numpy']}.", "",
-             f"Median wall-clock ms of {s['runs']} calls after {s['warmup']} warm-up calls, each engine in its own "
+             f"Median wall-clock ms of at least {s['runs']} calls (and at least {s.get('min_seconds', 0):g} s of them) "
+             f"after {s['warmup']} warm-up calls and a {s.get('pause_s', 0):g}-s pause, each engine in its own "
              f"process, all threads of the machine. Tuned builds: `--tune {s['trials']}` with the `--tune-budget` given in "
              "the tuning table, per model, precision and batch (MetaSchedule, database reused across runs). Cells: ms · speed-up over the "
              "fastest peer (> 1 is faster) · % of the CPU's peak.", "",

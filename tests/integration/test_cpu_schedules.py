@@ -43,7 +43,7 @@ class ConvChain(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-layer = st.tuples(st.sampled_from([8, 16, 24, 32, 48]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
+layer = st.tuples(st.sampled_from([8, 13, 16, 24, 32, 48, 60]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
                   st.booleans(), st.sampled_from(["relu", "relu6", "none"]), st.booleans())
 
 
@@ -62,8 +62,8 @@ def _compile_and_compare(model, x, tmp_path, **kw):
        seed=st.integers(0, 1000))
 def test_random_conv_chains_match_pytorch(cin, size, layers, seed, tmp_path_factory):
     """Whatever the channel counts, strides, kernels and widths (odd, prime), the default
-    schedules (NHWC when every conv's channels divide into vectors, NCHW otherwise) compute
-    what PyTorch does."""
+    schedules (NHWC when every conv's channels divide into vectors, NCHW otherwise; 13 and 60
+    channels and the 7-wide head zero-padded to 16 lanes, padding.py) compute what PyTorch does."""
     torch.manual_seed(seed)
     model = ConvChain(cin, layers).eval()
     x = torch.randn(1, cin, size, size)

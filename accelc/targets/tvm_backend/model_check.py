@@ -81,7 +81,8 @@ def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS) 
 
 def choose(db_dir: Path, key: str, measure: Callable[[], dict[str, float]]) -> dict:
     """The stored decision for ``key``, or measure ``{"tuned": ms, "default": ms}`` now and store
-    it (tuned only if faster by more than :data:`MARGIN`). Returns ``{"kept": "tuned"|"default", "tuned_ms", "default_ms", "from_database"}``."""
+    it (tuned only if faster by more than :data:`MARGIN`). Returns ``{"kept": "tuned"|"default",
+    "tuned_ms", "default_ms", "from_database"}``."""
     from accelc.targets.tvm_backend.tuning import lock_db_dir, unlock_db_dir
 
     db_dir = Path(db_dir)

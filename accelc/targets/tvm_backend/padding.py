@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from accelc.targets.tvm_backend.irmod import with_functions
 
+CONV_PAD_LIMIT = 1.3  # padded output channels / real ones, at most
+
 
 def _weight_params(func) -> set:
     """The parameters of ``func`` that are weights (after its ``num_input`` inputs)."""
@@ -36,7 +38,11 @@ def _weight_params(func) -> set:
     return set(list(func.params)[n_inputs:])
 
 
-CONV_PAD_LIMIT = 1.3  # padded output channels / real ones, at most
+def _sliced(expr, axis: int, size: int):
+    """``expr[..., :size, ...]`` along ``axis``."""
+    from tvm import relax
+
+    return relax.op.strided_slice(expr, axes=[axis], begin=[0], end=[size])
 
 
 def pad_output_widths(mod, lanes: int):
@@ -97,9 +103,6 @@ def pad_output_widths(mod, lanes: int):
                                       groups=1, data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
                                       out_dtype="float32")
             return _sliced(conv, 1, channels)
-
-    def _sliced(expr, axis: int, size: int):
-        return relax.op.strided_slice(expr, axes=[axis], begin=[0], end=[size])
 
     return with_functions(mod, {gv: Pad(mod, _weight_params(func)).visit_expr(func)
                                 for gv, func in mod.functions.items() if isinstance(func, relax.Function)})
