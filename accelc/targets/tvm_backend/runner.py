@@ -27,9 +27,9 @@ def _flatten(result) -> list:
 class TVMRunner(Runner):
     """Loads ``lib.so`` once, keeps the weights on the device, runs ``main`` per call.
 
-    The per-call path avoids TVM's Python conversions, which cost more than LeNet's kernels
-    (measured per call: ``Tensor.copyfrom`` 13.5 µs, ``Tensor.numpy`` 13–15 µs, the generic
-    input check 8 µs; the whole model runs in ~60 µs): CPU inputs are staged with ``np.copyto``
+    The per-call path avoids TVM's Python conversions, which cost half as much as LeNet's
+    kernels (measured per call: ``Tensor.copyfrom`` 13.5 µs, ``Tensor.numpy`` 13–15 µs, the
+    generic input check 8 µs; the kernels ~60 µs): CPU inputs are staged with ``np.copyto``
     into a 64-byte-aligned array that a TVM tensor views, outputs are copied out through
     DLPack, and inputs of the expected shape and dtype skip the general check."""
 
