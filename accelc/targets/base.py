@@ -43,8 +43,16 @@ class Runner:
         self.manifest = manifest
         self.inputs = manifest["inputs"]
         self.outputs = manifest["outputs"]
+        self._expected = [(tuple(spec["shape"]), np.dtype(spec["dtype"])) for spec in self.inputs]
 
     def check_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``arrays`` as contiguous arrays of the artifact's input shapes and dtypes (lossless
+        dtype conversions done), or a :class:`DataError`. Arrays that already match return at
+        once: the general path costs ~8 µs per call (``str(dtype)``), a tenth of LeNet's run."""
+        if len(arrays) == len(self._expected) and all(
+                type(a) is np.ndarray and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+                for a, (shape, dtype) in zip(arrays, self._expected)):
+            return list(arrays)
         if len(arrays) != len(self.inputs):
             raise DataError(f"the artifact takes {len(self.inputs)} input(s), got {len(arrays)}")
         out = []
