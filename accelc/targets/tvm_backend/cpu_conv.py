@@ -35,6 +35,8 @@ results exactly.
 
 from __future__ import annotations
 
+from accelc.targets.tvm_backend.prefetch import PREFETCH
+
 RULE = "accelc_cpu_conv"
 CONV = "conv2d_nchw"
 DEPTHWISE = "group_conv2d_nchw"
@@ -241,12 +243,14 @@ def _chunked_reduction(sch, conv, out, loops, chunk: int, *, lanes: int, decompo
     ResNet-18's last stage (512 channels, 7×7, 1.2 MB of weights per block of 64 output
     channels) ran at 60–70% of the speed of the earlier stages. Measured on ResNet-18's 3×3
     layers, 2 cores: layer4 +20–40%, the others within noise; 1×1 convs (no window to reuse a
-    chunk over) lose, so they keep the whole reduction in registers."""
+    chunk over) lose, so they keep the whole reduction in registers. The chunk loop carries
+    :data:`.prefetch.PREFETCH`: the build makes each row prefetch part of the next chunk."""
     n, yy, xx_o, xx_r, ff_o, ff_r, vec, ry, rx, rc = loops
     rc_o, rc_i = sch.split(rc, [None, chunk])
     rows = max(d for d in _divisors(int(sch.get(yy).extent)) if d <= ROW_BLOCK)
     yy_o, yy_i = sch.split(yy, [None, rows])
     sch.reorder(n, ff_o, yy_o, rc_o, yy_i, xx_o, ry, rx, rc_i, xx_r, ff_r, vec)
+    sch.annotate(rc_o, PREFETCH, True)
     block = sch.fuse(n, ff_o, yy_o)
     sch.parallel(block)
     sch.unroll(xx_r)

@@ -10,7 +10,8 @@
    convolutions, depthwise convolutions and the rest with :mod:`.cpu_conv`'s schedules;
    cuda: dlight's GPU rules);
 5. (CPU) split the layout rewrites (tuned schedules' and the default conv schedules' weight
-   packing) off and fold them into the weights;
+   packing) off and fold them into the weights; chunked conv reductions prefetch their next
+   chunk of weights (:mod:`.prefetch`);
 6. lower the Relax program to the VM (no further fusion, which would undo the schedules);
 7. (CPU, tuned) keep the tuned build only if the whole model runs faster than untuned
    (:mod:`.model_check`).
@@ -30,6 +31,7 @@ from accelc.targets.tvm_backend.defaults import apply_default_schedules
 from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.layout import to_nhwc
 from accelc.targets.tvm_backend.padding import pad_output_widths
+from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 
@@ -155,6 +157,7 @@ def _schedule(prepared, target, tuning: TuningOptions | None, quiet: bool):
         if cpu:
             mod = relax.transform.SplitLayoutRewritePreproc()(mod)
             mod, params = fold_param_transforms(mod, params)
+            mod = insert_weight_prefetch(mod)
     except Exception as e:  # noqa: BLE001
         raise TargetError(f"TVM build for {target.kind.name} failed: {_first_line(e)}",
                           hint="run with --debug for TVM's full message") from e
