@@ -298,3 +298,34 @@ def test_odd_channel_convs_tile_rows_and_channels():
     script = cpu_conv.schedule_func(conv, 16).mod["main"].script()
     assert "T.unroll(T.int64(2))" in script and "T.unroll(T.int64(10))" in script
     assert "T.vectorized(T.int64(8))" in script
+
+
+@pytest.mark.parametrize("channels,size", [(64, 16), (16, 9)])
+def test_pools_run_in_parallel(channels, size, tmp_path):
+    """NHWC pools — a 3×3/2 max pool with padding (ResNet's stem) and a global average pool —
+    get the window schedule: outer loops parallel, channels vectorised under the window (dlight's
+    CPU reduction rule, which took them before, ran ResNet-18's max pool on one core: 144 µs
+    against 74). And they still compute what PyTorch does (padding is -inf, not 0)."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.defaults import default_schedule
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, channels, 3, padding=1), nn.MaxPool2d(3, 2, 1),
+                          nn.Conv2d(channels, channels, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x = torch.randn(2, 16, size, size) - 2.0  # mostly negative: a zero padding would show
+    _compile_and_compare(model, x, tmp_path)
+    mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    assert layout.wants_nhwc(mod)
+    fused = legalize_and_fuse(layout.to_nhwc(mod), target)
+    pools = {gv.name_hint: f for gv, f in fused.functions.items()
+             if isinstance(f, tirx.PrimFunc) and ("pool" in gv.name_hint or "mean" in gv.name_hint)}
+    assert len(pools) == 2, list(pools)
+    with target:
+        for name, func in pools.items():
+            script = default_schedule(func, target).mod["main"].script()
+            assert "T.parallel" in script and "T.vectorized" in script, name

@@ -351,18 +351,21 @@ def generic_sketch(sch):
         lead = 0
         while lead < len(loops) and spatial[lead]:
             lead += 1
+        window = None
         try:
             if all(spatial) and len(loops) > 1 and int(sch.get(loops[-1]).extent) >= 4:
                 _vectorize_capped(sch, loops[-1])
                 lead -= 1
             elif _is_window(spatial, loops, sch):
                 # pooling (NHWC): the channel loop innermost, under the window, vectorised
+                window = loops[lead]
                 sch.reorder(*loops[lead:], loops[lead - 1])
                 _vectorize_capped(sch, loops[lead - 1])
-                sch.decompose_reduction(block, loops[lead])
                 lead -= 1
             if lead >= 1:
                 sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
+            if window is not None:  # after parallel, which wants the reduction whole
+                sch.decompose_reduction(block, window)
         except s_tir.ScheduleError:
             continue
     return sch
@@ -460,6 +463,22 @@ def _default_tile(sch, lanes: int) -> tuple[int, int]:
 def generic_schedule(func):
     """:func:`generic_sketch` on a copy of ``func``; the Schedule, or None."""
     return _try(func, generic_sketch)
+
+
+def window_schedule(func):
+    """:func:`generic_sketch` for a pool over NHWC (a block with a reduction window under four
+    spatial loops, channels last), or None. Comes before dlight's CPU reduction rule, which
+    takes such a pool but runs it on one core: ResNet-18's 3×3/2 max pool (112×112×64) took
+    144 µs, ONNX Runtime 86."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    for block in _root_blocks(sch):
+        spatial = [i.iter_type == 0 for i in sch.get(block).iter_vars]
+        loops = sch.get_loops(block)
+        if len(loops) == len(spatial) and _is_window(spatial, loops, sch):
+            return generic_schedule(func)
+    return None
 
 
 ANCHORS = (CONV_NHWC, DEPTHWISE_NHWC, CONV)

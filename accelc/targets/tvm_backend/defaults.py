@@ -7,8 +7,9 @@ trace in the database as one more candidate, so a tuned build is never slower th
 untuned one by what was measured (:mod:`.tuning`).
 
 * x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; convolutions, depthwise
-  convolutions and matmul → :func:`.cpu_conv.schedule_func`; GEMV and reductions → TVM's
-  ``dlight.cpu`` rules; the rest → :func:`.cpu_conv.generic_sketch`;
+  convolutions and matmul → :func:`.cpu_conv.schedule_func`; NHWC pools →
+  :func:`.cpu_conv.window_schedule`; GEMV and reductions → TVM's ``dlight.cpu`` rules; the
+  rest → :func:`.cpu_conv.generic_sketch`;
 * ``cuda``: TVM's dlight GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
   functions whose reductions are short (depthwise convs, pools) try only Matmul, then
   Fallback (one thread per output).
@@ -40,7 +41,7 @@ def default_schedule(func, target):
 
     if vnni.is_vnni_func(func):
         return vnni.default_schedule(func)
-    sch = cpu_conv.schedule_func(func, cpu_conv.simd_lanes(target))
+    sch = cpu_conv.schedule_func(func, cpu_conv.simd_lanes(target)) or cpu_conv.window_schedule(func)
     if sch is None:
         sch = _first_rule(func, target, (dl.cpu.GEMV(), dl.cpu.Reduction()))
     return sch if sch is not None else cpu_conv.generic_schedule(func)
