@@ -8,9 +8,13 @@ the same LLVM target: TVM as a user gets it without accelc), accelc fp32 untuned
 default schedules, no tuning), accelc fp32 tuned and accelc int8 tuned (MetaSchedule, ``--tune TRIALS --tune-budget S``; operators the budget did not
 reach keep accelc's default schedules).
 
-Every number is the median wall-clock time of ``runs`` calls after ``warmup`` calls, numpy
-(or torch) in and out, measured in a fresh subprocess per (engine, model, batch): TVM's
-thread pool spins after each call and would slow a framework measured in the same process.
+Every number is the median wall-clock time of one call, numpy (or torch) in and out, over
+calls taken in turns: each engine of a (model, batch) is set up in its own process (a TVM
+thread pool or ORT's spinning threads would slow a framework measured in the same process),
+all stay alive, and then :data:`ROUNDS` rounds give each engine a slice of :data:`SLICE_S`
+seconds in turn (the order rotating). This VM's speed drifts by up to 1.6× over minutes;
+measured one after the other, engines got different phases of it (ResNet-18 b1 ORT 14.0 ms
+in one run, 16.9 in the next), in turns they share them.
 
     python benchmarks/bench.py                       # the default: 64 trials, 240 s per tuned build
     python benchmarks/bench.py --trials 256 --budget 1800    # "full": ~3 h on 2 cores
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -35,8 +40,10 @@ OURS = ["accelc_fp32_default", "accelc_fp32", "accelc_int8_default", "accelc_int
 LABELS = {"eager": "PyTorch eager", "inductor": "torch.compile", "ort_fp32": "ORT fp32", "ort_int8": "ORT int8 QDQ",
           "tvm_untuned": "TVM untuned", "accelc_fp32_default": "accelc fp32 untuned", "accelc_int8_default": "accelc int8 untuned", "accelc_fp32": "accelc fp32 tuned", "accelc_int8": "accelc int8 tuned"}
 INT8 = "fuse,quantize(sensitivity=false)"
-PAUSE_S = 2.0  # between an engine's set-up (compile, export) and its measurement
-MIN_SECONDS = 2.0  # each engine is measured for at least this long
+PAUSE_S = 2.0  # after the last set-up (compile, export), before the first round
+ROUNDS = 10  # turns per engine
+SLICE_S = 0.5  # seconds of calls per turn (at least one call)
+GAP_S = 0.2  # idle before each turn: the previous engine's threads stop spinning
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -75,23 +82,11 @@ def _onnx(model, x, path: Path):
     return path
 
 
-def worker(engine: str, name: str, batch: int, args) -> dict:
+def setup(engine: str, name: str, batch: int, args):
+    """``(fn, info)``: the engine ready to run ``fn()`` (one call of the model at this batch)
+    and what its set-up reported (compile time, tuning, the artifact's error)."""
     import numpy as np
     import torch
-
-    from accelc.runtime import measure as _measure
-
-    def measure(fn, runs, warmup):
-        """Fewer runs for slow engines (untuned TVM takes seconds per call): ≤ ~30 s each. After
-        a pause, and over at least :data:`MIN_SECONDS`: for a second or two after a compile
-        this VM runs everything slower (LeNet b1 measured at once: 0.12–0.18 ms, from 2 s on:
-        0.065–0.07 ms, in the same process), and 30 runs of a 0.1-ms model last 3 ms."""
-        t = time.perf_counter()
-        fn()
-        first = time.perf_counter() - t
-        time.sleep(PAUSE_S)
-        runs = max(3, min(runs, int(30 / max(first, 1e-6))))
-        return _measure(fn, runs=runs, warmup=min(warmup, max(1, runs // 3)), min_seconds=MIN_SECONDS)
 
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -101,18 +96,20 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
     xn = x.numpy()
     work = Path(args.work)
     calib = _calib(name, work / f"calib_{name}.npz")
-    out: dict = {}
+    info: dict = {}
+    t = time.time()
     if engine == "eager":
-        with torch.no_grad():
-            fn = lambda: model(x)  # noqa: E731
-            lat = measure(fn, runs=args.runs, warmup=args.warmup)
+        def fn():
+            with torch.no_grad():
+                return model(x)
     elif engine == "inductor":
-        t = time.time()
         cm = torch.compile(model)
-        with torch.no_grad():
-            cm(x)
-            out["compile_s"] = round(time.time() - t, 1)
-            lat = measure(lambda: cm(x), runs=args.runs, warmup=args.warmup)
+
+        def fn():
+            with torch.no_grad():
+                return cm(x)
+        fn()
+        info["compile_s"] = round(time.time() - t, 1)
     elif engine in ("ort_fp32", "ort_int8"):
         import onnxruntime as ort
 
@@ -122,33 +119,56 @@ def worker(engine: str, name: str, batch: int, args) -> dict:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        lat = measure(lambda: sess.run(None, {"x": xn}), runs=args.runs, warmup=args.warmup)
+        fn = lambda: sess.run(None, {"x": xn})  # noqa: E731
     elif engine == "tvm_untuned":
-        lat = _plain_tvm(model, x, threads, measure, args)
+        fn = _plain_tvm(model, x, threads)
+        info["compile_s"] = round(time.time() - t, 1)
     else:
         import accelc
 
         tune = not engine.endswith("_default")  # untuned: accelc's default schedules only
         int8 = engine.startswith("accelc_int8")
-        t = time.time()
         compiled = accelc.compile(model, (x,), pipeline=INT8 if int8 else "fuse",
                                   calib=str(calib) if int8 else None, verify_each=False,
                                   tune=args.trials if tune else 0, tuning_db=args.tuning_db if tune else None,
                                   tune_budget=args.budget if tune else None, quiet=True)
-        out["compile_s"] = round(time.time() - t, 1)
+        info["compile_s"] = round(time.time() - t, 1)
         report = compiled.report
-        out["artifact_max_abs_err_vs_final_graph"] = report["artifact_check"]["vs_final_graph"]["max_abs_err"]
+        info["artifact_max_abs_err_vs_final_graph"] = report["artifact_check"]["vs_final_graph"]["max_abs_err"]
         tuning = report.get("tuning")
         if tuning:
-            out["tuning"] = {k: tuning[k] for k in ("seconds", "tasks_total", "tasks_tuned", "tasks_kept_default", "tasks_default_only", "db_hits", "new_trials",
-                                                     "budget_reached", "trials_per_task", "budget_s")}
+            info["tuning"] = {k: tuning[k] for k in ("seconds", "tasks_total", "tasks_tuned", "tasks_kept_default", "tasks_default_only", "db_hits", "new_trials",
+                                                      "budget_reached", "trials_per_task", "budget_s")}
         runner = compiled.runner
-        lat = measure(lambda: runner.run([xn]), runs=args.runs, warmup=args.warmup)
-    out.update(lat.to_dict())
-    return out
+        fn = lambda: runner.run([xn])  # noqa: E731
+    return fn, info
 
 
-def _plain_tvm(model, x, threads: int, measure, args):
+def serve(engine: str, name: str, batch: int, args) -> None:
+    """The worker process: set up, warm up, report ``{"ready": ...}``; then for each
+    ``measure S`` line on stdin, call the model for at least S seconds (at least once) and
+    report the calls' times in ms; stop at ``quit`` or the end of stdin."""
+    fn, info = setup(engine, name, batch, args)
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    for _ in range(max(0, min(args.warmup - 1, int(10 / max(first, 1e-6))))):  # ≤ ~10 s: untuned TVM takes seconds per call
+        fn()
+    print(json.dumps({"ready": True, **info}), flush=True)
+    for line in sys.stdin:
+        if not line.startswith("measure"):
+            break
+        seconds = float(line.split()[1])
+        times = []
+        start = time.perf_counter()
+        while not times or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        print(json.dumps({"times_ms": times}), flush=True)
+
+
+def _plain_tvm(model, x, threads: int):
     """TVM as a user gets it without accelc: the Relax frontend, ``tvm.compile``'s default
     pipeline for the same LLVM target, no schedules."""
     import torch
@@ -163,7 +183,7 @@ def _plain_tvm(model, x, threads: int, measure, args):
     target = tvm.target.Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": threads})
     vm = relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
     arg = tvm.runtime.tensor(x.numpy())
-    return measure(lambda: vm["main"](arg), runs=args.runs, warmup=args.warmup)
+    return lambda: vm["main"](arg)
 
 
 def _ort_int8(fp32: Path, calib: Path, dst: Path) -> Path:
@@ -226,21 +246,84 @@ def machine() -> dict:
             "tvm_ffi": tvm_ffi.__version__, "numpy": numpy.__version__}
 
 
-def run_one(engine, name, batch, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", engine, name, str(batch), "--runs", str(args.runs), "--warmup",
-           str(args.warmup), "--trials", str(args.trials), "--budget", str(args.budget), "--work", args.work,
-           "--tuning-db", args.tuning_db]
-    t = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, CI="1"))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"  {engine:12s} {name} b{batch}: FAILED ({err})", flush=True)
-        return {"error": err[:300]}
-    res = json.loads(lines[-1])
-    res["wall_s"] = round(time.time() - t, 1)
-    print(f"  {engine:12s} {name} b{batch}: {res['median_ms']:.3f} ms ({res['wall_s']} s)", flush=True)
-    return res
+class Worker:
+    """One engine's serving process (:func:`serve`), set up and ready to measure."""
+
+    def __init__(self, engine: str, name: str, batch: int, args):
+        import tempfile
+
+        self.engine, self.label = engine, f"{engine:12s} {name} b{batch}"
+        cmd = [sys.executable, __file__, "--worker", engine, name, str(batch), "--warmup", str(args.warmup),
+               "--trials", str(args.trials), "--budget", str(args.budget), "--work", args.work,
+               "--tuning-db", args.tuning_db]
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        t = time.time()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, cwd=ROOT, env=dict(os.environ, CI="1"))
+        self.info = self._reply()
+        if self.info is not None:
+            self.info["setup_s"] = round(time.time() - t, 1)
+        self.times: list[float] = []
+
+    def _reply(self) -> dict | None:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        return None
+
+    @property
+    def error(self) -> str | None:
+        if self.info is not None:
+            return None
+        self.proc.wait()
+        self.stderr.seek(0)
+        return ((self.stderr.read().strip().splitlines() or ["?"])[-1])[:300]
+
+    def measure(self, seconds: float) -> None:
+        if self.info is None:
+            return
+        try:
+            self.proc.stdin.write(f"measure {seconds}\n")
+            self.proc.stdin.flush()
+            reply = self._reply()
+        except OSError:
+            reply = None
+        if reply is None:
+            self.info = None
+            return
+        self.times += reply["times_ms"]
+
+    def result(self) -> dict:
+        if self.info is None:
+            print(f"  {self.label}: FAILED ({self.error})", flush=True)
+            return {"error": self.error}
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
+        times = sorted(self.times)
+        q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
+        res = {**{k: v for k, v in self.info.items() if k != "ready"},
+               "median_ms": round(statistics.median(times), 4), "p10_ms": round(q(0.1), 4),
+               "p90_ms": round(q(0.9), 4), "runs": len(times)}
+        print(f"  {self.label}: {res['median_ms']:.3f} ms ({len(times)} calls)", flush=True)
+        return res
+
+
+def run_interleaved(engines: list[str], name: str, batch: int, args) -> dict:
+    """Set every engine up (one after the other: compiles and tuning want the whole machine),
+    then measure them in turns (see the module docstring); ``{engine: result}``."""
+    workers = []
+    for engine in engines:
+        w = Worker(engine, name, batch, args)
+        print(f"  {w.label}: " + (f"ready ({w.info['setup_s']} s)" if w.info is not None else "set-up failed"),
+              flush=True)
+        workers.append(w)
+    time.sleep(PAUSE_S)
+    for r in range(args.rounds):
+        for w in workers[r % len(workers):] + workers[:r % len(workers)]:
+            time.sleep(GAP_S)
+            w.measure(args.slice)
+    return {w.engine: w.result() for w in workers}
 
 
 def main(argv=None) -> int:
@@ -250,7 +333,8 @@ def main(argv=None) -> int:
     p.add_argument("--engines", default=",".join(PEERS + OURS))
     p.add_argument("--trials", type=int, default=64, help="MetaSchedule trials per task (default 64)")
     p.add_argument("--budget", type=float, default=240, help="tuning seconds per tuned build (default 240)")
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"turns per engine (default {ROUNDS})")
+    p.add_argument("--slice", type=float, default=SLICE_S, help=f"seconds per turn (default {SLICE_S})")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--tuning-db", default=str(ROOT / "benchmarks" / ".tuning-db"))
     p.add_argument("--work", default=str(ROOT / "benchmarks" / ".work"))
@@ -258,23 +342,25 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     p.add_argument("--worker", nargs=3, metavar=("ENGINE", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = [e for e in args.engines.split(",") if e not in LABELS]
+    if unknown:
+        p.error(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(LABELS)}")
     if args.worker:
         engine, name, batch = args.worker
-        print(json.dumps(worker(engine, name, int(batch), args)))
+        serve(engine, name, int(batch), args)
         return 0
     start = time.time()
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
     results.setdefault("runs", {})
     results["machine"] = machine()
-    results["settings"] = {"trials": args.trials, "budget_s": args.budget, "runs": args.runs, "warmup": args.warmup,
-                           "min_seconds": MIN_SECONDS, "pause_s": PAUSE_S}
+    results["settings"] = {"trials": args.trials, "budget_s": args.budget, "rounds": args.rounds, "slice_s": args.slice,
+                           "warmup": args.warmup, "pause_s": PAUSE_S, "gap_s": GAP_S, "interleaved": True}
     for name in args.models.split(","):
         for batch in map(int, args.batches.split(",")):
             key = f"{name}/b{batch}"
             entry = results["runs"].setdefault(key, {"flops": flops(name, batch)})
-            for engine in args.engines.split(","):
-                entry[engine] = run_one(engine, name, batch, args)
-                Path(args.results).write_text(json.dumps(results, indent=1, sort_keys=True))
+            entry.update(run_interleaved(args.engines.split(","), name, batch, args))
+            Path(args.results).write_text(json.dumps(results, indent=1, sort_keys=True))
     results["bench_wall_s"] = round(time.time() - start, 1)
     Path(args.results).write_text(json.dumps(results, indent=1, sort_keys=True))
     from benchmarks.bench_report import write_markdown

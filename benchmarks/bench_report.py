@@ -23,6 +23,18 @@ def peaks(machine: dict) -> dict:
             "int8_gops": cores * VNNI_MACS * VNNI_PORTS * 2 * ghz}
 
 
+def _method(s: dict) -> str:
+    """How the cells were measured, from the run's settings."""
+    if s.get("interleaved"):
+        return (f"Median wall-clock ms of one call over all calls of {s['rounds']} turns per engine, {s['slice_s']:g} s "
+                f"of calls each: every engine of a (model, batch) is set up in its own process ({s['warmup']} warm-up "
+                f"calls), all stay alive, and they take turns (the order rotating, {s['gap_s']:g} s idle before each), so "
+                "that the VM's drifting speed is shared among them. All threads of the machine.")
+    return (f"Median wall-clock ms of at least {s['runs']} calls (and at least {s.get('min_seconds', 0):g} s of them) "
+            f"after {s['warmup']} warm-up calls and a {s.get('pause_s', 0):g}-s pause, each engine in its own "
+            "process, one after the other, all threads of the machine.")
+
+
 def write_markdown(results: dict, out: Path) -> None:
     m, s = results["machine"], results["settings"]
     pk = peaks(m)
@@ -30,9 +42,7 @@ def write_markdown(results: dict, out: Path) -> None:
              f"Machine: {m['cpu']}, {m['cpus']} CPUs ({m['threads_per_core']} thread per core, {m['hypervisor']} VM), "
              f"ISA {', '.join(m['isa'])}, L2 {m['l2']}. Python {m['python']}, torch {m['torch']}, onnxruntime "
              f"{m['onnxruntime']}, apache-tvm {m['tvm']} (tvm-ffi {m['tvm_ffi']}), numpy {m['numpy']}.", "",
-             f"Median wall-clock ms of at least {s['runs']} calls (and at least {s.get('min_seconds', 0):g} s of them) "
-             f"after {s['warmup']} warm-up calls and a {s.get('pause_s', 0):g}-s pause, each engine in its own "
-             f"process, all threads of the machine. Tuned builds: `--tune {s['trials']}` with the `--tune-budget` given in "
+             f"{_method(s)} Tuned builds: `--tune {s['trials']}` with the `--tune-budget` given in "
              "the tuning table, per model, precision and batch (MetaSchedule, database reused across runs). Cells: ms · speed-up over the "
              "fastest peer (> 1 is faster) · % of the CPU's peak.", "",
              f"Peak assumed: {pk['cores']} cores × {pk['ghz']:.2f} GHz (the VM's TSC/base clock; turbo is not visible "
