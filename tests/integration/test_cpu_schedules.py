@@ -329,3 +329,33 @@ def test_pools_run_in_parallel(channels, size, tmp_path):
         for name, func in pools.items():
             script = default_schedule(func, target).mod["main"].script()
             assert "T.parallel" in script and "T.vectorized" in script, name
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_strided_chunked_convs_pad_per_block(stride, tmp_path):
+    """A chunked 3×3 conv with stride 2 builds its padded input inside each parallel block (just
+    the rows the block reads); with stride 1 the padded input is one parallel pass before the
+    conv. Both compute what PyTorch does, at odd sizes too (15×15: the last block's rows)."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+
+    torch.manual_seed(0)
+    model = ConvChain(32, [(64, 3, stride, False, "relu", False)]).eval()
+    x = torch.randn(1, 32, 15, 15)
+    _compile_and_compare(model, x, tmp_path)
+    mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    fused = legalize_and_fuse(layout.to_nhwc(mod), target)
+    conv = next(f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc) and "conv2d" in gv.name_hint)
+    script = cpu_conv.schedule_func(conv, 16).mod["main"].script()
+    lines = script.splitlines()
+    pad = next(i for i, line in enumerate(lines) if 'T.sblock("pad_temp")' in line)
+    parallel = [i for i, line in enumerate(lines) if "T.parallel" in line]
+    conv_loop = next(i for i, line in enumerate(lines) if "prefetch_next_chunk" in line)
+    indent = lambda i: len(lines[i]) - len(lines[i].lstrip())  # noqa: E731
+    block_loop = max(i for i in parallel if i < conv_loop)
+    inside = block_loop < pad < conv_loop and indent(pad) > indent(block_loop)
+    assert inside == (stride == 2), script
