@@ -31,8 +31,8 @@ from accelc.targets.tvm_backend.defaults import apply_default_schedules
 from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.layout import to_nhwc
 from accelc.targets.tvm_backend.padding import pad_output_widths
-from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
 from accelc.targets.tvm_backend.params import fold_param_transforms
+from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 
 

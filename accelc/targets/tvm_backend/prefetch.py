@@ -59,9 +59,9 @@ def _rewrite(func):
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
-    if _annotated(sch) is None:
-        return None
+    changed = False
     while (found := _annotated(sch)) is not None:
+        changed = True
         block, loops, i = found
         chunk_loop = sch.get(loops[i])
         inner = sch.get(loops[i + 1]) if i + 1 < len(loops) else None
@@ -74,7 +74,7 @@ def _rewrite(func):
                 body = _seq(_prefetches(chunk_loop, target, None), chunk_loop.body)
         annotations = {k: v for k, v in chunk_loop.annotations.items() if k != PREFETCH}
         sch.state.replace(sch.get_sref(loops[i]), _with_body(chunk_loop, body, annotations))
-    return sch.mod["main"]
+    return sch.mod["main"] if changed else None
 
 
 def _chunk_access(sch, block, loops, i):
