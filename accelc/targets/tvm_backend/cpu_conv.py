@@ -93,24 +93,33 @@ def _fold_epilogue(sch, anchor: str):
     return sch.get_sblock(out_name)
 
 
+def _pad_block(sch):
+    """The function's padding block, or None."""
+    return sch.get_sblock(PAD) if PAD in [_name(sch, b) for b in _root_blocks(sch)] else None
+
+
+def _inline_if_empty(sch, pad) -> bool:
+    """Inline ``pad`` when it adds no border; whether it did."""
+    src, dst = sch.get(pad).reads[0].source, sch.get(pad).writes[0].source
+    if [int(d) for d in src.shape] != [int(d) for d in dst.shape]:
+        return False
+    sch.compute_inline(pad)
+    return True
+
+
 def _inline_pad(sch) -> None:
     """Read the input through the padding condition instead of building a padded copy: for a
     depthwise conv (9 multiply-adds per output) the copy's memory traffic costs more than the
     conditions (measured 1.5–2.5× on MobileNetV2's depthwise layers)."""
-    if PAD in [_name(sch, b) for b in _root_blocks(sch)]:
-        sch.compute_inline(sch.get_sblock(PAD))
+    if (pad := _pad_block(sch)) is not None:
+        sch.compute_inline(pad)
 
 
 def _prepare_pad(sch, lanes: int = 0) -> None:
     """Inline a pad of zero width; otherwise build the padded input in parallel (NHWC:
     vectorised along channels)."""
-    if PAD not in [_name(sch, b) for b in _root_blocks(sch)]:
-        return
-    pad = sch.get_sblock(PAD)
-    src = sch.get(pad).reads[0].source
-    dst = sch.get(pad).writes[0].source
-    if [int(d) for d in src.shape] == [int(d) for d in dst.shape]:
-        sch.compute_inline(pad)
+    pad = _pad_block(sch)
+    if pad is None or _inline_if_empty(sch, pad):
         return
     loops = sch.get_loops(pad)
     sch.parallel(sch.fuse(*loops[:2]))
@@ -240,9 +249,10 @@ ROW_BLOCK = 7  # output rows that reuse a weight chunk (ResNet-18's sizes all di
 def _strided(sch, yy, ry) -> bool:
     """Whether the conv whose output-row loop is ``yy`` and window-row loop ``ry`` has a row
     stride above 1 (read off the padded input's height)."""
-    if PAD not in [_name(sch, b) for b in _root_blocks(sch)]:
+    pad = _pad_block(sch)
+    if pad is None:
         return False
-    rows_in = int(sch.get(sch.get_sblock(PAD)).writes[0].source.shape[1])
+    rows_in = int(sch.get(pad).writes[0].source.shape[1])
     rows_out, kh = int(sch.get(yy).extent), int(sch.get(ry).extent)
     return rows_out > 1 and rows_in - kh >= 2 * (rows_out - 1)
 
@@ -250,12 +260,8 @@ def _strided(sch, yy, ry) -> bool:
 def _pad_in_block(sch, block, lanes: int) -> None:
     """The padded input built inside each parallel block, just the rows the block reads
     (a pad of zero width inlined)."""
-    if PAD not in [_name(sch, b) for b in _root_blocks(sch)]:
-        return
-    pad = sch.get_sblock(PAD)
-    src, dst = sch.get(pad).reads[0].source, sch.get(pad).writes[0].source
-    if [int(d) for d in src.shape] == [int(d) for d in dst.shape]:
-        sch.compute_inline(pad)
+    pad = _pad_block(sch)
+    if pad is None or _inline_if_empty(sch, pad):
         return
     sch.compute_at(pad, block, preserve_unit_loops=True)
     _vectorize_tail(sch, pad, lanes)
