@@ -55,6 +55,14 @@ def test_dynamic_program_matches_brute_force(problem):
     assert split.cut_bytes == expected[1]
 
 
+def test_a_tiny_real_difference_is_not_a_tie():
+    """Found by the property above: a split 1e-9 s worse is worse, even if it saves bytes."""
+    compute = [0.0, 0.0, 0.0, 0.0, 2.0, 1e-09, 0.0]
+    allowed = [True, False, False, False, False, True, True, True]
+    split = split_sequence(np.array(compute), np.array([0, 0, 0, 0, 0, 1, 0, 0]), np.array(allowed), 2, 0.0)
+    assert split.bounds == (0, 5, 7) and split.bottleneck == 2.0 and split.cut_bytes == 1
+
+
 def test_balances_equal_layers():
     split = split_sequence(np.ones(8), np.zeros(9), np.ones(9, dtype=bool), 4, 0.0)
     assert split.bounds == (0, 2, 4, 6, 8) and split.bottleneck == 2

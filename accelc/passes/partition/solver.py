@@ -26,8 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Float tolerance when comparing a stage's time against the optimal bottleneck.
-_REL_TOL = 1e-9
+# Bottlenecks this close count as equal (relative, absolute below 1 s): float rounding, not a
+# real difference. Any looser and the least-traffic pass trades real bottleneck for bytes: at
+# 1e-9, items costing [2.0, 1e-9] were split after both (2.000000001 s, 0 bytes) instead of
+# between them (2.0 s, 1 byte).
+_TIE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def split_sequence(compute: np.ndarray, cut_bytes: np.ndarray, allowed: np.ndarr
 def _least_traffic(prefix, cut_bytes, allowed, stages, beta, optimum, times_to) -> tuple[int, ...]:
     """Among splits with bottleneck ≤ optimum, the one with the fewest inner-cut bytes."""
     n = len(prefix) - 1
-    limit = optimum * (1 + _REL_TOL) + 1e-300
+    limit = optimum + _TIE * max(1.0, optimum)
     total = np.full((stages, n + 1), np.inf)
     arg = np.zeros((stages, n + 1), dtype=np.int64)
     for b in range(1, n + 1):
