@@ -10,6 +10,7 @@ import numpy as np
 from accelc.errors import ArtifactError
 from accelc.targets.base import Runner
 from accelc.targets.tvm_backend.build import load_params
+from accelc.targets.tvm_backend.lite_runner import aligned
 
 ALIGNMENT = 64  # bytes: what TVM's kernels assume of their buffers (from_dlpack checks it)
 IN_PLACE_BYTES = 256 << 10  # smaller inputs are copied: np.copyto ~1 µs, from_dlpack per call ~4 µs
@@ -72,9 +73,7 @@ class TVMRunner(Runner):
 
         if not self._host:
             return None, tvm.runtime.empty(a.shape, str(a.dtype), self.device)
-        raw = np.empty(a.nbytes + ALIGNMENT, np.uint8)
-        offset = (-raw.ctypes.data) % ALIGNMENT
-        host = raw[offset:offset + a.nbytes].view(a.dtype).reshape(a.shape)
+        host = aligned(a, ALIGNMENT)
         return host, tvm.runtime.from_dlpack(host)
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
