@@ -97,15 +97,18 @@ def test_every_conv_is_scheduled_and_weights_packed():
     assert any("T.vectorized(T.int64(16))" in s for s in scripts.values())
 
 
-def test_wide_convs_reduce_in_channel_chunks(tmp_path):
+def test_wide_convs_reduce_in_channel_chunks(tmp_path, monkeypatch):
     """3×3 convs over more than 16 input channels (48: three chunks, 64: four) reduce chunk by
     chunk with the accumulators in memory between chunks: the artifact equals PyTorch, and
     their weights are stored [O/(ro·16), C/16, KH, KW, 16, ro·16] (a tile's chunk contiguous);
-    a 1×1 conv keeps the whole reduction per tile ([O/16, 1, 1, C, 16])."""
+    a 1×1 conv keeps the whole reduction per tile ([O/16, 1, 1, C, 16]). (Winograd off: these
+    stride-1 convs would otherwise take it.)"""
     import json
 
+    from accelc.targets.tvm_backend import winograd
     from accelc.targets.tvm_backend.build import load_params
 
+    monkeypatch.setattr(winograd, "MIN_TILES", 10**9)
     torch.manual_seed(0)
     model = ConvChain(48, [(64, 3, 1, False, "relu", False), (64, 3, 1, False, "none", True),
                            (32, 1, 1, False, "relu", False)]).eval()
@@ -205,7 +208,7 @@ def test_tuned_conv_uses_the_sketch(tmp_path):
     """With --tune, MetaSchedule searches the conv sketch's tiles (the rule is registered and
     the tuned library equals PyTorch)."""
     torch.manual_seed(0)
-    model = ConvChain(16, [(32, 3, 1, False, "relu", False)]).eval()
+    model = ConvChain(16, [(32, 3, 2, False, "relu", False)]).eval()
     x = torch.randn(1, 16, 14, 14)
     compiled = _compile_and_compare(model, x, tmp_path, tune=4, tuning_db=str(tmp_path / "db"), tune_budget=120)
     assert compiled.report["tuning"]["tasks_tuned"] >= 1
@@ -332,7 +335,7 @@ def test_pools_run_in_parallel(channels, size, tmp_path):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_strided_chunked_convs_pad_per_block(stride, tmp_path):
+def test_strided_chunked_convs_pad_per_block(stride, tmp_path, monkeypatch):
     """A chunked 3×3 conv with stride 2 builds its padded input inside each parallel block (just
     the rows the block reads); with stride 1 the padded input is one parallel pass before the
     conv. Both compute what PyTorch does, at odd sizes too (15×15: the last block's rows)."""
@@ -342,6 +345,9 @@ def test_strided_chunked_convs_pad_per_block(stride, tmp_path):
     from accelc.targets.tvm_backend.importer import to_relax
     from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
 
+    from accelc.targets.tvm_backend import winograd
+
+    monkeypatch.setattr(winograd, "MIN_TILES", 10**9)  # the stride-1 conv would take Winograd
     torch.manual_seed(0)
     model = ConvChain(32, [(64, 3, stride, False, "relu", False)]).eval()
     x = torch.randn(1, 32, 15, 15)

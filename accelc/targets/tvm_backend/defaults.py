@@ -6,7 +6,8 @@ untuned functions (:func:`apply_default_schedules`), and tuning measures it and 
 trace in the database as one more candidate, so a tuned build is never slower than an
 untuned one by what was measured (:mod:`.tuning`).
 
-* x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; convolutions, depthwise
+* x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; Winograd convolutions →
+  :func:`.winograd.winograd_sketch`; convolutions, depthwise
   convolutions and matmul → :func:`.cpu_conv.schedule_func`; NHWC pools →
   :func:`.cpu_conv.window_schedule`; GEMV and reductions → TVM's ``dlight.cpu`` rules; the
   rest → :func:`.cpu_conv.generic_sketch`;
@@ -37,10 +38,12 @@ def default_schedule(func, target):
             return _first_rule(func, target, (dl.gpu.Matmul(), dl.gpu.Fallback()))
         return _first_rule(func, target, (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback()))
-    from accelc.targets.tvm_backend import cpu_conv, vnni
+    from accelc.targets.tvm_backend import cpu_conv, vnni, winograd
 
     if vnni.is_vnni_func(func):
         return vnni.default_schedule(func)
+    if winograd.is_winograd(func):
+        return cpu_conv._try(func, lambda s: winograd.winograd_sketch(s, cpu_conv.simd_lanes(target)))
     sch = cpu_conv.schedule_func(func, cpu_conv.simd_lanes(target)) or cpu_conv.window_schedule(func)
     if sch is None:
         sch = _first_rule(func, target, (dl.cpu.GEMV(), dl.cpu.Reduction()))
@@ -76,8 +79,9 @@ def _first_rule(func, target, rules):
     return None
 
 
-def apply_default_schedules(mod, target):
-    """Schedule every PrimFunc of ``mod`` that nothing (the tuning database) scheduled yet."""
+def apply_default_schedules(mod, target, only=None):
+    """Schedule every PrimFunc of ``mod`` that nothing (the tuning database) scheduled yet
+    (``only``: those for which ``only(func)`` holds)."""
     import tvm
     from tvm import tirx
 
@@ -85,6 +89,8 @@ def apply_default_schedules(mod, target):
     with target, tvm.transform.PassContext(opt_level=3):
         for gv, func in mod.functions.items():
             if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled"):
+                continue
+            if only is not None and not only(func):
                 continue
             sch = default_schedule(func, target)
             if sch is not None:

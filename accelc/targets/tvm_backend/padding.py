@@ -27,15 +27,9 @@ computed and dropped).
 
 from __future__ import annotations
 
-from accelc.targets.tvm_backend.irmod import with_functions
+from accelc.targets.tvm_backend.irmod import from_weights, weight_params, with_functions
 
 CONV_PAD_LIMIT = 1.3  # padded output channels / real ones, at most
-
-
-def _weight_params(func) -> set:
-    """The parameters of ``func`` that are weights (after its ``num_input`` inputs)."""
-    n_inputs = int(func.attrs["num_input"]) if func.attrs is not None and "num_input" in func.attrs else 0
-    return set(list(func.params)[n_inputs:])
 
 
 def _sliced(expr, axis: int, size: int):
@@ -63,12 +57,7 @@ def pad_output_widths(mod, lanes: int):
             self.weights = weights
 
         def _from_weights(self, expr) -> bool:
-            if not isinstance(expr, relax.Var):
-                return isinstance(expr, relax.Constant)
-            if expr in self.weights:
-                return True
-            bound = self.lookup_binding(expr)
-            return isinstance(bound, relax.Call) and all(self._from_weights(a) for a in bound.args)
+            return from_weights(self, expr, self.weights)
 
         def visit_call_(self, call):
             call = super().visit_call_(call)
@@ -104,5 +93,5 @@ def pad_output_widths(mod, lanes: int):
                                       out_dtype="float32")
             return _sliced(conv, 1, channels)
 
-    return with_functions(mod, {gv: Pad(mod, _weight_params(func)).visit_expr(func)
+    return with_functions(mod, {gv: Pad(mod, weight_params(func)).visit_expr(func)
                                 for gv, func in mod.functions.items() if isinstance(func, relax.Function)})

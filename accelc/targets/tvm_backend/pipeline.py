@@ -1,7 +1,8 @@
 """The cpu/cuda build: Relax module + weights → executable + (transformed) weights.
 
 1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`), linear and conv widths that fill no vector padded
-   (:mod:`.padding`); fold the weight-only computations into the weights (:mod:`.params`);
+   (:mod:`.padding`), stride-1 3×3 convs as Winograd F(2×2, 3×3) (:mod:`.winograd`); fold the
+   weight-only computations (the Winograd weight transform among them) into the weights (:mod:`.params`);
 2. legalize and fuse (TVM's zero pipeline, without its database step);
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
    CPU the tasks see the weights as layout-free, so a tuned schedule may ask for its own
@@ -34,6 +35,7 @@ from accelc.targets.tvm_backend.padding import pad_output_widths
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
+from accelc.targets.tvm_backend.winograd import is_winograd, to_winograd
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _prepare(mod, params, target):
     untuned schedule of one build (so the model check prepares the model once)."""
     try:
         if target.kind.name == "llvm":
-            mod = pad_output_widths(to_nhwc(mod), simd_lanes(target))
+            mod = to_winograd(pad_output_widths(to_nhwc(mod), simd_lanes(target)), simd_lanes(target))
         mod, params = fold_param_transforms(mod, params)
         return legalize_and_fuse(mod, target), list(params)
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
@@ -148,6 +150,9 @@ def _schedule(prepared, target, tuning: TuningOptions | None, quiet: bool):
     if tuning is not None:
         if cpu:
             try:
+                # Winograd functions keep their sketch: not tuning tasks (MetaSchedule's generic
+                # rules tile the product but not the transforms around it)
+                mod = apply_default_schedules(mod, target, only=is_winograd)
                 mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
             except Exception as e:  # noqa: BLE001
                 raise _prepare_error(target, e) from e

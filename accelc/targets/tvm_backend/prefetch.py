@@ -46,12 +46,14 @@ def insert_weight_prefetch(mod):
 
 
 def _annotated(sch):
-    """``(block, loops, position)`` of the first block under a :data:`PREFETCH` loop, or None."""
+    """``(blocks, loops, position)`` of the first :data:`PREFETCH` loop: the blocks under it
+    (a reduction's init among them), and the loops above the first of them; or None."""
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         loops = sch.get_loops(block)
         for i, loop in enumerate(loops):
             if PREFETCH in sch.get(loop).annotations:
-                return block, loops, i
+                return [b for b in sch.get_child_blocks(sch.get_sblock("root"))
+                        if sch.get_sref(loop) in [sch.get_sref(x) for x in sch.get_loops(b)]], loops, i
     return None
 
 
@@ -62,10 +64,11 @@ def _rewrite(func):
     changed = False
     while (found := _annotated(sch)) is not None:
         changed = True
-        block, loops, i = found
+        blocks, loops, i = found
         chunk_loop = sch.get(loops[i])
         inner = sch.get(loops[i + 1]) if i + 1 < len(loops) else None
-        target = _chunk_access(sch, block, loops, i)
+        # the first block under the loop that reads chunk-major (a reduction's init reads nothing)
+        target = next((t for b in blocks if (t := _chunk_access(sch, b, sch.get_loops(b), i)) is not None), None)
         body = chunk_loop.body
         if target is not None:
             if inner is not None and chunk_loop.body.same_as(inner):

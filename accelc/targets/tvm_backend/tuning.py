@@ -265,7 +265,9 @@ def tune_and_apply(mod, target, options: TuningOptions, *, quiet: bool = True):
     if target.kind.name == "llvm":
         mod = cpu_conv.annotate_for_tuning(mod, target)
     with TuningDatabase(db_dir) as db:
-        tasks = ms.relax_integration.extract_tasks(mod, target)
+        # functions scheduled before tuning (Winograd convs) are not tasks
+        tasks = [t for t in ms.relax_integration.extract_tasks(mod, target)
+                 if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled")]
         rows, todo = [], []
         for t in tasks:
             task_mod = t.dispatched[0]
