@@ -8,9 +8,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import accelc
 from accelc.targets.tvm_backend import winograd
