@@ -365,3 +365,27 @@ def test_strided_chunked_convs_pad_per_block(stride, tmp_path, monkeypatch):
     block_loop = max(i for i in parallel if i < conv_loop)
     inside = block_loop < pad < conv_loop and indent(pad) > indent(block_loop)
     assert inside == (stride == 2), script
+
+
+@pytest.mark.parametrize("cin,cout,rows_outer", [(16, 96, True), (256, 256, False)])
+def test_small_weight_convs_split_rows_between_cores(cin, cout, rows_outer, tmp_path):
+    """A 1×1 conv whose weights are small (16→96: 6 KB) splits rows between the cores (so at
+    batch 1 no core reads the whole input); a large one (256→256: 256 KB) keeps blocks of
+    output channels outermost. Both compute what PyTorch does."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.importer import to_relax
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(cin, cout, 1), nn.ReLU()).eval()
+    x = torch.randn(1, cin, 28, 28)
+    _compile_and_compare(model, x, tmp_path)
+    mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    fused = legalize_and_fuse(layout.to_nhwc(mod), target)
+    conv = next(f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc) and "conv2d" in gv.name_hint)
+    parallel = [line for line in cpu_conv.schedule_func(conv, 16).mod["main"].script().splitlines() if "T.parallel" in line]
+    assert len(parallel) == 1
+    assert ("yy_ff" in parallel[0]) == rows_outer and ("ff_0_0_yy" in parallel[0]) != rows_outer, parallel
