@@ -240,17 +240,19 @@ def is_winograd(func) -> bool:
 # ----------------------------------------------------------------------------- schedule
 def winograd_sketch(sch, lanes: int):
     """Schedule a :func:`winograd_conv` function (and its fused epilogue): one parallel task
-    per (image, tile row, block of ``ro·lanes`` output channels) computes the tile row's
-    input transform (all input channels), then each of the 16 products as register tiles of
-    ``rw`` tiles × ``ro`` vectors accumulated in registers over all input channels, then the
-    output transform with the epilogue, two output rows of its channel block. Returns None
-    when the function does not have that shape."""
+    per (block of ``ro·lanes`` output channels, image, rows of tiles — at most
+    :data:`TASK_TILES` tiles) computes its tiles' input transform, then the 16 products chunk
+    by chunk of input channels (the chunk loop prefetching the next chunk of weights), each
+    chunk as register tiles of ``rw`` tiles × ``ro`` vectors, then the output transform with
+    the epilogue for its rows and channels. Returns None when the function does not have that
+    shape, or its weights were packed for another tile."""
     from accelc.targets.tvm_backend.cpu_conv import (
         _divisors,
         _fitting_lanes,
         _name,
         _root_blocks,
         _vectorize_tail,
+        parallel_unrolled,
     )
     from accelc.targets.tvm_backend.prefetch import PREFETCH
 
@@ -282,11 +284,7 @@ def winograd_sketch(sch, lanes: int):
     wx, wb = sch.split(w, [None, M])
     ko, kr, kv = sch.split(k, [None, ro, lanes])
     sch.reorder(ko, n, hyo, hyr, wx, kr, ha, wb, kv)
-    task = sch.fuse(ko, n, hyo)
-    sch.parallel(task)
-    sch.unroll(ha)
-    sch.unroll(wb)
-    sch.vectorize(kv)
+    task = parallel_unrolled(sch, (ko, n, hyo), (ha, wb), kv)
     sch.compute_at(gemm, task, preserve_unit_loops=True)
     e, nu, gn, ty, tx, k, rc = sch.get_loops(gemm)[-7:]
     txo, txr = sch.split(tx, [None, rw])
