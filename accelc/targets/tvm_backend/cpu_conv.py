@@ -242,8 +242,9 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
                                   lanes=lanes, decompose=decompose, pad_per_block=pad_per_block)
     if not depthwise:  # measured: the whole reduction per tile streams best as one stream per vector
         sch.transform_layout(conv, ("read", 1), lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
-    # dense: a block of output channels sweeps the rows while its weights stay in cache;
-    # depthwise (9 weights per channel): a row sweeps its channels while its input stays in cache
+    # dense: a block of output channels sweeps the rows while its weights stay in cache (small
+    # weights: rows outermost, :data:`ROWS_OUTER_WEIGHTS`); depthwise (9 weights per channel): a
+    # row sweeps its channels while its input stays in cache
     rows_outer = depthwise or weight_bytes <= ROWS_OUTER_WEIGHTS
     _finish_tile(sch, conv, out, outer=(n, yy, ff_o) if rows_outer else (n, ff_o, yy), tile=xx_o,
                  reduction=(ry, rx, rc), registers=(xx_r, ff_r), vector=vec,
