@@ -78,9 +78,10 @@ def _name(sch, block) -> str:
     return sch.get(block).name_hint
 
 
-def _fold_epilogue(sch, anchor: str):
-    """Inline every block but ``anchor``, the pad and the function's single output block into
-    its consumers; return the output block (None when the function has another shape)."""
+def _fold_epilogue(sch, anchor: str, keep: tuple[str, ...] = (PAD,)):
+    """Inline every block but ``anchor``, those named in ``keep`` (the pad) and the function's
+    single output block into its consumers; return the output block (None when the function
+    has another shape)."""
     outs = list(sch.get_output_blocks(sch.get_sblock("root")))
     if len(outs) != 1:
         return None
@@ -88,7 +89,7 @@ def _fold_epilogue(sch, anchor: str):
     if out_name == anchor:
         return None
     for block in _root_blocks(sch):
-        if _name(sch, block) not in (anchor, PAD, out_name):
+        if _name(sch, block) not in (anchor, *keep, out_name):
             sch.compute_inline(block)
     return sch.get_sblock(out_name)
 

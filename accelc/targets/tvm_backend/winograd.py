@@ -249,6 +249,7 @@ def winograd_sketch(sch, lanes: int):
     from accelc.targets.tvm_backend.cpu_conv import (
         _divisors,
         _fitting_lanes,
+        _fold_epilogue,
         _name,
         _root_blocks,
         _vectorize_tail,
@@ -257,14 +258,12 @@ def winograd_sketch(sch, lanes: int):
     from accelc.targets.tvm_backend.prefetch import PREFETCH
 
     names = [_name(sch, b) for b in _root_blocks(sch)]
-    outs = list(sch.get_output_blocks(sch.get_sblock("root")))
-    if INPUT not in names or GEMM not in names or len(outs) != 1:
+    if INPUT not in names or GEMM not in names:
         return None
-    out_name = _name(sch, outs[0])
-    for block in _root_blocks(sch):
-        if _name(sch, block) not in (INPUT, GEMM, out_name):
-            sch.compute_inline(block)
-    gemm, vin, out = sch.get_sblock(GEMM), sch.get_sblock(INPUT), sch.get_sblock(out_name)
+    out = _fold_epilogue(sch, GEMM, keep=(INPUT,))  # the output transform and its epilogue: one block
+    if out is None:
+        return None
+    gemm, vin = sch.get_sblock(GEMM), sch.get_sblock(INPUT)
     k_out, c_in, tw = (int(sch.get(loop).extent) for loop in (sch.get_loops(gemm)[i] for i in (5, 6, 4)))
     lanes = _fitting_lanes(k_out, lanes)
     if not lanes:
@@ -277,7 +276,7 @@ def winograd_sketch(sch, lanes: int):
     # the task loops come from the output (its rows and columns split into tiles), the
     # products and the input transform are computed inside each task
     n, h, w, k = sch.get_loops(out)
-    th = -(-int(sch.get(h).extent) // M)
+    th = tiles(int(sch.get(h).extent), 1)[0]
     rows = max(r for r in _divisors(th) if r == 1 or r * tw <= TASK_TILES)
     hy, ha = sch.split(h, [None, M])
     hyo, hyr = sch.split(hy, [None, rows])
@@ -294,7 +293,8 @@ def winograd_sketch(sch, lanes: int):
     chunks = sch.fuse(e, nu, rco)
     sch.annotate(chunks, PREFETCH, True)  # each register tile prefetches its share of the next chunk
     tile = sch.fuse(ty, txo)
-    if c_in == chunk:  # one pass: a tile's accumulators live in registers, stored once
+    one_pass = c_in == chunk
+    if one_pass:  # a tile's accumulators live in registers, stored once
         acc = sch.cache_write(gemm, 0, "local")
         sch.reverse_compute_at(acc, tile, preserve_unit_loops=True)
         _vectorize_tail(sch, acc, lanes)
@@ -303,7 +303,7 @@ def winograd_sketch(sch, lanes: int):
     sch.unroll(txr)
     sch.unroll(gkr)
     sch.vectorize(gkv)
-    sch.decompose_reduction(gemm, rci if c_in == chunk else chunks)
+    sch.decompose_reduction(gemm, rci if one_pass else chunks)
     # the input transform of the task's tile row: per tile and channel vector, 16 outputs
     sch.compute_at(vin, task, preserve_unit_loops=True)
     ve, vnu, _, _, vtx, vc = sch.get_loops(vin)[-6:]
