@@ -238,7 +238,7 @@ def machine() -> dict:
         tvm_version = md.version("apache-tvm")
     except Exception:  # noqa: BLE001
         tvm_version = "?"
-    return {"cpu": info.get("Model name"), "cpus": int(info.get("CPU(s)", "0")),
+    return {"cpu": info.get("Model name"), "vendor": info.get("Vendor ID"), "cpus": int(info.get("CPU(s)", "0")),
             "threads_per_core": info.get("Thread(s) per core"), "mhz_bogomips_half": float(info.get("BogoMIPS", 0)) / 2,
             "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags],
             "l2": info.get("L2 cache"), "hypervisor": info.get("Hypervisor vendor"), "python": platform.python_version(),

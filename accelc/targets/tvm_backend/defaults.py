@@ -42,9 +42,10 @@ def default_schedule(func, target):
 
     if vnni.is_vnni_func(func):
         return vnni.default_schedule(func)
+    lanes, accumulators = cpu_conv.simd_lanes(target), cpu_conv.nhwc_accumulators(target)
     if winograd.is_winograd(func):
-        return cpu_conv._try(func, lambda s: winograd.winograd_sketch(s, cpu_conv.simd_lanes(target)))
-    sch = cpu_conv.schedule_func(func, cpu_conv.simd_lanes(target)) or cpu_conv.window_schedule(func)
+        return cpu_conv._try(func, lambda s: winograd.winograd_sketch(s, lanes, accumulators))
+    sch = cpu_conv.schedule_func(func, lanes, accumulators) or cpu_conv.window_schedule(func)
     if sch is None:
         sch = _first_rule(func, target, (dl.cpu.GEMV(), dl.cpu.Reduction()))
     return sch if sch is not None else cpu_conv.generic_schedule(func)

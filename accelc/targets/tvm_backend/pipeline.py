@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from accelc.targets.tvm_backend.build import _first_line
-from accelc.targets.tvm_backend.cpu_conv import simd_lanes
+from accelc.targets.tvm_backend.cpu_conv import nhwc_accumulators, simd_lanes
 from accelc.targets.tvm_backend.defaults import apply_default_schedules
 from accelc.targets.tvm_backend.irmod import with_functions
 from accelc.targets.tvm_backend.layout import to_nhwc
@@ -123,7 +123,8 @@ def _prepare(mod, params, target):
     untuned schedule of one build (so the model check prepares the model once)."""
     try:
         if target.kind.name == "llvm":
-            mod = to_winograd(pad_output_widths(to_nhwc(mod), simd_lanes(target)), simd_lanes(target))
+            lanes = simd_lanes(target)
+            mod = to_winograd(pad_output_widths(to_nhwc(mod), lanes), lanes, nhwc_accumulators(target))
         mod, params = fold_param_transforms(mod, params)
         return legalize_and_fuse(mod, target), list(params)
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++

@@ -91,12 +91,13 @@ def _two_sided(left, right, value):
             for left_row in left]
 
 
-def register_tile(tiles_wide: int, k_out: int, lanes: int) -> tuple[int, int]:
+def register_tile(tiles_wide: int, k_out: int, lanes: int, accumulators: int | None = None) -> tuple[int, int]:
     """``(rw, ro)``: a product's register tile, ``rw`` tiles of a tile row × ``ro`` vectors of
-    output channels (as the direct NHWC conv's, :func:`.cpu_conv.conv_tile`)."""
+    output channels, at most ``accumulators`` (default :data:`.cpu_conv.NHWC_ACCUMULATORS`; as
+    the direct NHWC conv's, :func:`.cpu_conv.conv_tile`)."""
     from accelc.targets.tvm_backend.cpu_conv import NHWC_ACCUMULATORS, conv_tile
 
-    return conv_tile(tiles_wide, k_out // lanes, NHWC_ACCUMULATORS)
+    return conv_tile(tiles_wide, k_out // lanes, accumulators or NHWC_ACCUMULATORS)
 
 
 def chunk_size(c_in: int) -> int:
@@ -186,9 +187,10 @@ def _qualifies(call, lanes: int) -> bool:
     return (kh, kw) == (3, 3) and k_out % lanes == 0 and n_batch * th * tw >= MIN_TILES
 
 
-def to_winograd(mod, lanes: int):
+def to_winograd(mod, lanes: int, accumulators: int | None = None):
     """``mod`` with every qualifying fp32 NHWC ``conv2d`` on a weight (see the module
-    docstring) as :func:`weight_transform` + :func:`winograd_conv`."""
+    docstring) as :func:`weight_transform` + :func:`winograd_conv`, the weights laid out for
+    :func:`winograd_sketch` with the same ``accumulators``."""
     import tvm
     from tvm import relax, tirx
 
@@ -213,7 +215,7 @@ def to_winograd(mod, lanes: int):
             x, w = call.args
             top, left = int(call.attrs.padding[0]), int(call.attrs.padding[1])
             out_hw = (int(call.ty.shape[1]), int(call.ty.shape[2]))
-            _, ro = register_tile(tiles(*out_hw)[1], int(w.ty.shape[0]), lanes)
+            _, ro = register_tile(tiles(*out_hw)[1], int(w.ty.shape[0]), lanes, accumulators)
             u = self.builder_.emit(self.builder_.call_te(weight_transform, w, ro * lanes,
                                                          primfunc_name_hint="winograd_weight"))
             return self.builder_.call_te(lambda xt, ut: winograd_conv(xt, ut, (top, left), out_hw), x, u,
@@ -238,7 +240,7 @@ def is_winograd(func) -> bool:
 
 
 # ----------------------------------------------------------------------------- schedule
-def winograd_sketch(sch, lanes: int):
+def winograd_sketch(sch, lanes: int, accumulators: int | None = None):
     """Schedule a :func:`winograd_conv` function (and its fused epilogue): one parallel task
     per (block of ``ro·lanes`` output channels, image, rows of tiles — at most
     :data:`TASK_TILES` tiles) computes its tiles' input transform, then the 16 products chunk
@@ -268,7 +270,7 @@ def winograd_sketch(sch, lanes: int):
     lanes = _fitting_lanes(k_out, lanes)
     if not lanes:
         return None
-    rw, ro = register_tile(tw, k_out, lanes)
+    rw, ro = register_tile(tw, k_out, lanes, accumulators)
     weights = [r.source for r in sch.get(gemm).reads if len(r.source.shape) == 4]
     if len(weights) != 1 or int(weights[0].shape[3]) != ro * lanes:
         return None  # weights packed for another tile
