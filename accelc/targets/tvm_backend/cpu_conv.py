@@ -48,7 +48,7 @@ MAX_ACCUMULATORS = 16  # NCHW/matmul tiles, of 32 zmm registers: LLVM interleave
 NHWC_ACCUMULATORS = 28  # NHWC tiles: rw·ro + ro weight vectors + 1 broadcast ≈ 32 registers
 # AMD Zen: LLVM's znver tuning unrolls the reduction loop twice and interleaves the copies, so
 # a 7×4 tile (33 registers with its weights and broadcast: one spill per step under Intel
-# tuning) spills ~60 vectors per step. Tiles of ≤ 24 accumulators (7×2, 4×4, 6×4) fit.
+# tuning) spilled 57 vectors to the stack. Tiles of ≤ 24 accumulators (7×2, 4×4, 6×4) fit.
 # Measured on Zen 4 (EPYC, 2 cores), whole models against the 28 limit, in turns:
 # ResNet-18 b1 21.8 → 14.7 ms, MobileNetV2 b1 5.07 → 4.12, b8 51.9 → 37.8 (ORT 18.8, 4.69, 31.2);
 # limits 16 and 20 within 1% of 24; Intel code generation (mcpu=icelake-server) with 7×4 tiles
