@@ -29,13 +29,13 @@ class Block(nn.Module):
         return torch.relu(self.b(y) + y)
 
 
-def _rewritten(model, x, lanes: int = 16):
+def _rewritten(model, x, lanes: int = 16, accumulators: int = winograd.NHWC_ACCUMULATORS):
     """The Relax module of ``model`` after the CPU layout steps and the Winograd rewrite."""
     from accelc.targets.tvm_backend.importer import to_relax
     from accelc.targets.tvm_backend.layout import to_nhwc
 
     mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
-    return winograd.to_winograd(to_nhwc(mod), lanes)
+    return winograd.to_winograd(to_nhwc(mod), lanes, accumulators)
 
 
 def _winograd_funcs(mod) -> list[str]:
@@ -112,10 +112,12 @@ def test_which_convs_take_it(conv, size, batch, taken):
     assert bool(_winograd_funcs(_rewritten(nn.Sequential(conv).eval(), x))) == taken
 
 
-def test_schedule_is_parallel_vectorised_and_prefetches():
+@pytest.mark.parametrize("mcpu", ["skylake-avx512", "znver4"])
+def test_schedule_is_parallel_vectorised_and_prefetches(mcpu):
     """The scheduled function runs one parallel loop of tasks, vectorised, the products
     register-tiled; the chunk loop prefetches the next chunk of transformed weights; and no
-    transform coefficient is left as a runtime select (the unrolled loops fold them)."""
+    transform coefficient is left as a runtime select (the unrolled loops fold them). On an
+    Intel and an AMD CPU, whose register tiles differ (the weights are laid out for the tile)."""
     import tvm
     from tvm import tirx
 
@@ -123,10 +125,13 @@ def test_schedule_is_parallel_vectorised_and_prefetches():
     from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
     from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
 
+    from accelc.targets.tvm_backend.cpu_conv import nhwc_accumulators
+
     model = Block(64, 64, 1).eval()
     x = torch.randn(1, 64, 28, 28)
-    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
-    scheduled = insert_weight_prefetch(apply_default_schedules(legalize_and_fuse(_rewritten(model, x), target), target))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    rewritten = _rewritten(model, x, accumulators=nhwc_accumulators(target))
+    scheduled = insert_weight_prefetch(apply_default_schedules(legalize_and_fuse(rewritten, target), target))
     funcs = {gv.name_hint: f for gv, f in scheduled.functions.items()
              if isinstance(f, tirx.PrimFunc) and winograd.FUNC in gv.name_hint}
     assert len(funcs) == 2, list(funcs)  # both convs, each with its epilogue fused in

@@ -579,7 +579,7 @@ def annotate_for_tuning(mod, target):
 
     from accelc.targets.tvm_backend.irmod import with_functions
 
-    lanes = simd_lanes(target)
+    lanes, accumulators = simd_lanes(target), nhwc_accumulators(target)
     register_sketch(lanes)
     updates = {}
     for gv, func in mod.functions.items():
@@ -587,7 +587,7 @@ def annotate_for_tuning(mod, target):
             continue
         anchor = next((a for a in ANCHORS if a in _block_names(func)), None)
         if anchor is None or _try(func, lambda s: _tuning_sketch(s, s.get_sblock(anchor), lanes)) is None:
-            default = schedule_func(func, lanes, nhwc_accumulators(target))
+            default = schedule_func(func, lanes, accumulators)
             if default is not None and _packs_weights(default) and "layout_free_buffers" in func.attrs:
                 # its default schedule (a candidate in the database) packs the weights itself
                 updates[gv] = func.without_attr("layout_free_buffers")

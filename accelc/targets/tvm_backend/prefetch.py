@@ -48,12 +48,13 @@ def insert_weight_prefetch(mod):
 def _annotated(sch):
     """``(blocks, loops, position)`` of the first :data:`PREFETCH` loop: the blocks under it
     (a reduction's init among them), and the loops above the first of them; or None."""
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    for block in blocks:
         loops = sch.get_loops(block)
         for i, loop in enumerate(loops):
             if PREFETCH in sch.get(loop).annotations:
-                return [b for b in sch.get_child_blocks(sch.get_sblock("root"))
-                        if sch.get_sref(loop) in [sch.get_sref(x) for x in sch.get_loops(b)]], loops, i
+                sref = sch.get_sref(loop)
+                return [b for b in blocks if any(sch.get_sref(x).same_as(sref) for x in sch.get_loops(b))], loops, i
     return None
 
 

@@ -46,6 +46,20 @@ Preserves: the convolution up to fp32 rounding. The transforms are exact in real
 
 from __future__ import annotations
 
+from accelc.targets.tvm_backend.cpu_conv import (
+    NHWC_ACCUMULATORS,
+    _block_names,
+    _divisors,
+    _fitting_lanes,
+    _fold_epilogue,
+    _name,
+    _root_blocks,
+    _vectorize_tail,
+    conv_tile,
+    parallel_unrolled,
+)
+from accelc.targets.tvm_backend.prefetch import PREFETCH
+
 M = 2  # output tile: F(2×2, 3×3)
 ALPHA = M + 2
 # Lavin & Gray's F(2, 3) matrices: Bᵀ (4×4), G (4×3), Aᵀ (2×4)
@@ -91,13 +105,10 @@ def _two_sided(left, right, value):
             for left_row in left]
 
 
-def register_tile(tiles_wide: int, k_out: int, lanes: int, accumulators: int | None = None) -> tuple[int, int]:
+def register_tile(tiles_wide: int, k_out: int, lanes: int, accumulators: int = NHWC_ACCUMULATORS) -> tuple[int, int]:
     """``(rw, ro)``: a product's register tile, ``rw`` tiles of a tile row × ``ro`` vectors of
-    output channels, at most ``accumulators`` (default :data:`.cpu_conv.NHWC_ACCUMULATORS`; as
-    the direct NHWC conv's, :func:`.cpu_conv.conv_tile`)."""
-    from accelc.targets.tvm_backend.cpu_conv import NHWC_ACCUMULATORS, conv_tile
-
-    return conv_tile(tiles_wide, k_out // lanes, accumulators or NHWC_ACCUMULATORS)
+    output channels, at most ``accumulators`` (as the direct NHWC conv's, :func:`.cpu_conv.conv_tile`)."""
+    return conv_tile(tiles_wide, k_out // lanes, accumulators)
 
 
 def chunk_size(c_in: int) -> int:
@@ -187,7 +198,7 @@ def _qualifies(call, lanes: int) -> bool:
     return (kh, kw) == (3, 3) and k_out % lanes == 0 and n_batch * th * tw >= MIN_TILES
 
 
-def to_winograd(mod, lanes: int, accumulators: int | None = None):
+def to_winograd(mod, lanes: int, accumulators: int = NHWC_ACCUMULATORS):
     """``mod`` with every qualifying fp32 NHWC ``conv2d`` on a weight (see the module
     docstring) as :func:`weight_transform` + :func:`winograd_conv`, the weights laid out for
     :func:`winograd_sketch` with the same ``accumulators``."""
@@ -234,13 +245,11 @@ def to_winograd(mod, lanes: int, accumulators: int | None = None):
 
 
 def is_winograd(func) -> bool:
-    from accelc.targets.tvm_backend.cpu_conv import _block_names
-
     return GEMM in _block_names(func)
 
 
 # ----------------------------------------------------------------------------- schedule
-def winograd_sketch(sch, lanes: int, accumulators: int | None = None):
+def winograd_sketch(sch, lanes: int, accumulators: int = NHWC_ACCUMULATORS):
     """Schedule a :func:`winograd_conv` function (and its fused epilogue): one parallel task
     per (block of ``ro·lanes`` output channels, image, rows of tiles — at most
     :data:`TASK_TILES` tiles) computes its tiles' input transform, then the 16 products chunk
@@ -248,17 +257,6 @@ def winograd_sketch(sch, lanes: int, accumulators: int | None = None):
     chunk as register tiles of ``rw`` tiles × ``ro`` vectors, then the output transform with
     the epilogue for its rows and channels. Returns None when the function does not have that
     shape, or its weights were packed for another tile."""
-    from accelc.targets.tvm_backend.cpu_conv import (
-        _divisors,
-        _fitting_lanes,
-        _fold_epilogue,
-        _name,
-        _root_blocks,
-        _vectorize_tail,
-        parallel_unrolled,
-    )
-    from accelc.targets.tvm_backend.prefetch import PREFETCH
-
     names = [_name(sch, b) for b in _root_blocks(sch)]
     if INPUT not in names or GEMM not in names:
         return None
