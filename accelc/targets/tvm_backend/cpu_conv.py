@@ -235,7 +235,6 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
     if out is None or int(sch.get(ff).extent) % lanes or (depthwise and int(sch.get(rc).extent) != 1):
         return None
     window, channels = int(sch.get(ry).extent) * int(sch.get(rx).extent), int(sch.get(rc).extent)
-    weight_bytes = 4 * window * channels * int(sch.get(ff).extent)
     chunked = not depthwise and window > 1 and channels % CHANNEL_CHUNK == 0 and channels > CHANNEL_CHUNK
     pad_per_block = chunked and _strided(sch, yy, ry)
     if depthwise:
@@ -256,11 +255,15 @@ def nhwc_sketch(sch, conv, anchor: str, *, lanes: int, tile: tuple[int, int] | N
                                   lanes=lanes, decompose=decompose, pad_per_block=pad_per_block)
     if not depthwise:  # measured: the whole reduction per tile streams best as one stream per vector
         sch.transform_layout(conv, ("read", 1), lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
-    # dense: a block of output channels sweeps the rows while its weights stay in cache (small
-    # weights: rows outermost, :data:`ROWS_OUTER_WEIGHTS`); depthwise (9 weights per channel): a
-    # row sweeps its channels while its input stays in cache
-    rows_outer = depthwise or weight_bytes <= ROWS_OUTER_WEIGHTS
-    _finish_tile(sch, conv, out, outer=(n, yy, ff_o) if rows_outer else (n, ff_o, yy), tile=xx_o,
+    # Unchunked convs (1×1, depthwise, few input channels) split rows, not blocks of output
+    # channels, between the cores, whatever their weights weigh: each core then reads the rows
+    # it wrote in the layer before. Split by channel blocks (convs over 64 KB of weights were,
+    # for weight reuse), a 64→384 expand conv at batch 1 gave each core half the channels of
+    # every row, and the depthwise conv after it read half its input from the other core's
+    # cache. Measured in turns on the 2-vCPU EPYC VM, whole MobileNetV2 b1: 6.93 → 6.00 ms while
+    # the vCPUs' cross-core round trip was slow (~350 ns), within 1% while it was fast (~60 ns);
+    # b8 (images already split) and ResNet-18 b1 within 1%.
+    _finish_tile(sch, conv, out, outer=(n, yy, ff_o), tile=xx_o,
                  reduction=(ry, rx, rc), registers=(xx_r, ff_r), vector=vec,
                  unrolled=(ry, rx) if depthwise else (), decompose=decompose)
     _vectorize_tail(sch, out, lanes)
@@ -325,14 +328,6 @@ def _chunked_reduction(sch, conv, out, loops, chunk: int, *, lanes: int, decompo
     return sch
 
 
-# Dense unchunked NHWC convs (1×1, few input channels) with at most this many bytes of weights
-# split rows, not blocks of output channels, between the cores: at batch 1 a split by channel
-# blocks makes every core read the whole input and write part of every row. Measured alone
-# (interleaved, MobileNetV2 b1): 16→96 @ 112×112 0.62 → 0.30 ms, 24→144 @ 56×56 0.24 → 0.14,
-# the others within noise, batch 8 (images already split) within noise; whole MobileNetV2 b1
-# in turns with ORT 6.18 → 5.70 ms. Larger weights keep the channel blocks outermost, so each
-# core's weights stay in its cache (with no limit MobileNetV2's 160→960 conv: 0.083 → 0.111 ms).
-ROWS_OUTER_WEIGHTS = 65536
 
 ROW_ACCUMULATORS = 20  # NCHW row tiles: independent FMA chains to cover the latency, no spills
 

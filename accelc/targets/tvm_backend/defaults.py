@@ -7,7 +7,8 @@ trace in the database as one more candidate, so a tuned build is never slower th
 untuned one by what was measured (:mod:`.tuning`).
 
 * x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; Winograd convolutions →
-  :func:`.winograd.winograd_sketch`; convolutions, depthwise
+  :func:`.winograd.winograd_sketch`; depthwise → 1×1 conv pairs →
+  :func:`.separable.separable_sketch`; convolutions, depthwise
   convolutions and matmul → :func:`.cpu_conv.schedule_func`; NHWC pools →
   :func:`.cpu_conv.window_schedule`; GEMV and reductions → TVM's ``dlight.cpu`` rules; the
   rest → :func:`.cpu_conv.generic_sketch`;
@@ -38,13 +39,15 @@ def default_schedule(func, target):
             return _first_rule(func, target, (dl.gpu.Matmul(), dl.gpu.Fallback()))
         return _first_rule(func, target, (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback()))
-    from accelc.targets.tvm_backend import cpu_conv, vnni, winograd
+    from accelc.targets.tvm_backend import cpu_conv, separable, vnni, winograd
 
     if vnni.is_vnni_func(func):
         return vnni.default_schedule(func)
     lanes, accumulators = cpu_conv.simd_lanes(target), cpu_conv.nhwc_accumulators(target)
     if winograd.is_winograd(func):
         return cpu_conv._try(func, lambda s: winograd.winograd_sketch(s, lanes, accumulators))
+    if separable.is_separable(func):
+        return cpu_conv._try(func, lambda s: separable.separable_sketch(s, lanes, accumulators))
     sch = cpu_conv.schedule_func(func, lanes, accumulators) or cpu_conv.window_schedule(func)
     if sch is None:
         sch = _first_rule(func, target, (dl.cpu.GEMV(), dl.cpu.Reduction()))

@@ -3,6 +3,7 @@
 1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`), linear and conv widths that fill no vector padded
    (:mod:`.padding`), stride-1 3×3 convs as Winograd F(2×2, 3×3) (:mod:`.winograd`); fold the
    weight-only computations (the Winograd weight transform among them) into the weights (:mod:`.params`);
+   group depthwise conv → 1×1 conv pairs into one function (:mod:`.separable`);
 2. legalize and fuse (TVM's zero pipeline, without its database step);
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
    CPU the tasks see the weights as layout-free, so a tuned schedule may ask for its own
@@ -34,6 +35,7 @@ from accelc.targets.tvm_backend.layout import to_nhwc
 from accelc.targets.tvm_backend.padding import pad_output_widths
 from accelc.targets.tvm_backend.params import fold_param_transforms
 from accelc.targets.tvm_backend.prefetch import insert_weight_prefetch
+from accelc.targets.tvm_backend.separable import group_separable, is_separable
 from accelc.targets.tvm_backend.tuning import TuningOptions, TuningReport, tune_and_apply
 from accelc.targets.tvm_backend.winograd import is_winograd, to_winograd
 
@@ -126,6 +128,8 @@ def _prepare(mod, params, target):
             lanes = simd_lanes(target)
             mod = to_winograd(pad_output_widths(to_nhwc(mod), lanes), lanes, nhwc_accumulators(target))
         mod, params = fold_param_transforms(mod, params)
+        if target.kind.name == "llvm":
+            mod = group_separable(mod)
         return legalize_and_fuse(mod, target), list(params)
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors from C++
         raise _prepare_error(target, e) from e
@@ -151,9 +155,10 @@ def _schedule(prepared, target, tuning: TuningOptions | None, quiet: bool):
     if tuning is not None:
         if cpu:
             try:
-                # Winograd functions keep their sketch: not tuning tasks (MetaSchedule's generic
-                # rules tile the product but not the transforms around it)
-                mod = apply_default_schedules(mod, target, only=is_winograd)
+                # Winograd functions and separable pairs keep their sketch: not tuning tasks
+                # (MetaSchedule's generic rules tile the product but not the transforms around
+                # it, nor the row of one conv inside the other)
+                mod = apply_default_schedules(mod, target, only=lambda f: is_winograd(f) or is_separable(f))
                 mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
             except Exception as e:  # noqa: BLE001
                 raise _prepare_error(target, e) from e

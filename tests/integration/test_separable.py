@@ -1,0 +1,118 @@
+"""Depthwise → 1×1 conv pairs as one kernel (targets/tvm_backend/separable.py): which chains
+are grouped, the row-per-task schedule, and outputs against PyTorch (real TVM builds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import accelc
+from accelc.targets.tvm_backend import layout, separable
+from accelc.targets.tvm_backend.importer import to_relax
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1×1 expand + ReLU6, depthwise 3×3 + ReLU6, 1×1 project, a residual
+    add when the shape allows; ``tap`` also returns the depthwise output (used twice)."""
+
+    def __init__(self, cin: int, expand: int, cout: int, stride: int, tap: bool = False):
+        super().__init__()
+        hidden = cin * expand
+        self.expand = nn.Conv2d(cin, hidden, 1)
+        self.dw = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden)
+        self.project = nn.Conv2d(hidden, cout, 1)
+        self.residual = stride == 1 and cin == cout
+        self.tap = tap
+
+    def forward(self, x):
+        h = F.relu6(self.dw(F.relu6(self.expand(x))))
+        y = self.project(h)
+        y = x + y if self.residual else y
+        return (y, h.mean()) if self.tap else y
+
+
+def _fused_functions(model, x):
+    """Names of the block sets of the fused PrimFuncs accelc's CPU pipeline makes of ``model``."""
+    import tvm
+    from tvm import tirx
+
+    from accelc.targets.tvm_backend.cpu_conv import _block_names
+    from accelc.targets.tvm_backend.pipeline import legalize_and_fuse
+
+    mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    fused = legalize_and_fuse(separable.group_separable(layout.to_nhwc(mod)), target)
+    return {gv.name_hint: f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc)}, _block_names
+
+
+def _compare(model, x, tmp_path):
+    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path / "art", verify_each=False, quiet=True)
+    outs = compiled.runner.run([x.numpy()])
+    with torch.no_grad():
+        refs = model(x)
+    refs = refs if isinstance(refs, tuple) else (refs,)
+    for out, ref in zip(outs, refs):
+        ref = ref.numpy()
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+
+
+@pytest.mark.parametrize("stride,cout", [(1, 16), (2, 24)])
+def test_pairs_are_grouped_and_compute_what_pytorch_does(stride, cout, tmp_path):
+    torch.manual_seed(0)
+    model = InvertedResidual(16, 6, cout, stride).eval()
+    x = torch.randn(1, 16, 28, 28)
+    funcs, names = _fused_functions(model, x)
+    pairs = [n for n, f in funcs.items() if separable.is_separable(f)]
+    assert len(pairs) == 1, sorted(funcs)
+    assert not any("group_conv2d_nhwc" in names(f) for n, f in funcs.items() if n not in pairs)
+    _compare(model, x, tmp_path)
+
+
+def test_a_depthwise_output_used_elsewhere_is_not_grouped(tmp_path):
+    torch.manual_seed(0)
+    model = InvertedResidual(16, 6, 16, 1, tap=True).eval()
+    x = torch.randn(1, 16, 14, 14)
+    funcs, _ = _fused_functions(model, x)
+    assert not any(separable.is_separable(f) for f in funcs.values())
+    _compare(model, x, tmp_path)
+
+
+def test_too_few_rows_for_the_cores_are_not_grouped():
+    torch.manual_seed(0)
+    model = InvertedResidual(32, 6, 32, 1).eval()
+    funcs, _ = _fused_functions(model, torch.randn(1, 32, 7, 7))
+    assert not any(separable.is_separable(f) for f in funcs.values())
+    funcs, _ = _fused_functions(model, torch.randn(2, 32, 7, 7))
+    assert any(separable.is_separable(f) for f in funcs.values())
+
+
+def test_each_task_computes_one_depthwise_row():
+    """One parallel loop over (image, row); the depthwise block runs inside it, so the wide
+    intermediate is a row, not the tensor."""
+    from accelc.targets.tvm_backend import cpu_conv
+
+    torch.manual_seed(0)
+    model = InvertedResidual(16, 6, 24, 1).eval()
+    funcs, _ = _fused_functions(model, torch.randn(2, 16, 28, 28))
+    func = next(f for f in funcs.values() if separable.is_separable(f))
+    sch = cpu_conv._try(func, lambda s: separable.separable_sketch(s, 16))
+    assert sch is not None
+    lines = sch.mod["main"].script().splitlines()
+    parallel = [i for i, line in enumerate(lines) if "T.parallel" in line]
+    assert len(parallel) == 1 and "T.parallel(T.int64(56))" in lines[parallel[0]], lines[parallel[0]]
+    dw = next(i for i, line in enumerate(lines) if 'T.sblock("group_conv2d_nhwc_update")' in line)
+    assert dw > parallel[0]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cin=st.sampled_from([8, 16, 24]), expand=st.sampled_from([1, 2, 6]), cout=st.sampled_from([8, 16, 24, 32]),
+       stride=st.sampled_from([1, 2]), size=st.integers(8, 20), batch=st.sampled_from([1, 2]))
+def test_grouped_blocks_preserve_semantics(cin, expand, cout, stride, size, batch, tmp_path_factory):
+    torch.manual_seed(0)
+    model = InvertedResidual(cin, expand, cout, stride).eval()
+    _compare(model, torch.randn(batch, cin, size, size), tmp_path_factory.mktemp("sep"))
