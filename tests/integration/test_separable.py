@@ -22,11 +22,11 @@ class InvertedResidual(nn.Module):
     ReLU6, 1×1 project, a residual add when the shape allows; ``tap`` also returns the
     depthwise output (used twice)."""
 
-    def __init__(self, cin: int, expand: int, cout: int, stride: int, tap: bool = False):
+    def __init__(self, cin: int, expand: int, cout: int, stride: int, tap: bool = False, window: int = 3):
         super().__init__()
         hidden = cin * expand
         self.expand = nn.Conv2d(cin, hidden, 1) if expand > 1 else None
-        self.dw = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden)
+        self.dw = nn.Conv2d(hidden, hidden, window, stride, window // 2, groups=hidden)
         self.project = nn.Conv2d(hidden, cout, 1)
         self.residual = stride == 1 and cin == cout
         self.tap = tap
@@ -141,6 +141,19 @@ def test_a_whole_block_runs_a_band_per_task():
     assert len(parallel) == 1 and "T.parallel(T.int64(8))" in lines[parallel[0]], lines[parallel[0]]
     updates = [i for i, line in enumerate(lines) if "update" in line and "T.sblock(" in line]
     assert len(updates) == 3 and min(updates) > parallel[0], updates
+
+
+@pytest.mark.parametrize("window,whole", [(3, True), (5, False)])
+def test_the_halo_follows_the_window(window, whole, tmp_path):
+    """Batch 2, 28 rows: bands of 7. A 3×3 window recomputes 2 expanded rows of 7 (29%, the
+    block is grouped whole); a 5×5 window 4 of 7 (57%: only the pair is)."""
+    torch.manual_seed(0)
+    model = InvertedResidual(16, 6, 16, 1, window=window).eval()
+    x = torch.randn(2, 16, 28, 28)
+    funcs, _ = _fused_functions(model, x)
+    groups = [f for f in funcs.values() if separable.is_separable(f)]
+    assert len(groups) == 1 and _dense_convs(groups[0]) == (2 if whole else 1)
+    _compare(model, x, tmp_path)
 
 
 def test_rows_per_task():
