@@ -164,6 +164,15 @@ def _register_tile(sch, ff, xx, lanes: int, tile: tuple[int, int] | None):
     return ff_o, ff_r, vec, xx_o, xx_r
 
 
+def pack_weights(sch, block, layout) -> None:
+    """Read ``block``'s weights (its read 1) through a copy in ``layout`` (an index map), made by
+    a block marked ``meta_schedule.layout_rewrite_preproc``: the build folds that copy into the
+    stored weights."""
+    weight = sch.cache_read(block, 1, "global")
+    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(block, ("read", 1), layout)
+
+
 def parallel_unrolled(sch, outer, unrolled, vector):
     """Fuse the ``outer`` loops into one parallel loop (returned), unroll the ``unrolled``
     ones and vectorise ``vector``: how every register-tiled sketch ends."""
@@ -199,9 +208,7 @@ def conv_sketch(sch, conv, *, lanes: int = 16, tile: tuple[int, int] | None = No
     if out is None or int(sch.get(ff).extent) % lanes:
         return None
     _prepare_pad(sch)
-    weight = sch.cache_read(conv, 1, "global")
-    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(conv, ("read", 1), lambda o, i, h, w: (o // lanes, i, h, w, o % lanes))
+    pack_weights(sch, conv, lambda o, i, h, w: (o // lanes, i, h, w, o % lanes))
     sch.transform_layout(conv, ("write", 0), lambda b, c, h, w: (b, c // lanes, h, w, c % lanes))
     sch.set_scope(conv, 0, "local")
     ff_o, ff_r, vec, xx_o, xx_r = _register_tile(sch, ff, xx, lanes, tile)
@@ -380,9 +387,7 @@ def matmul_sketch(sch, block, *, lanes: int = 16, decompose: bool = True):
     vecs = max(d for d in _divisors(cols // vec) if d <= 8)
     rows_r = max(d for d in _divisors(rows) if d <= 4 and d * vecs <= MAX_ACCUMULATORS)
     width = vec * vecs
-    weight = sch.cache_read(block, 1, "global")
-    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(block, ("read", 1), lambda kk, jj: (jj // width, kk, jj % width))
+    pack_weights(sch, block, lambda kk, jj: (jj // width, kk, jj % width))
     sch.set_scope(block, 0, "local")
     i_o, i_r = sch.split(i, [None, rows_r])
     j_o, j_r, j_v = sch.split(j, [None, vecs, vec])

@@ -47,6 +47,7 @@ from accelc.targets.tvm_backend.cpu_conv import (
     _root_blocks,
     _vectorize_tail,
     nhwc_tiles,
+    pack_weights,
 )
 
 PATTERN = "accelc.separable"
@@ -168,17 +169,16 @@ def separable_sketch(sch, lanes: int, accumulators: int = NHWC_ACCUMULATORS):
             sch.compute_inline(sch.get_sblock(name))  # zero pads, biases, clip
     dw, pw = sch.get_sblock(DEPTHWISE_NHWC), sch.get_sblock(pw_name)
     row, out = sch.get_sblock(row_name), sch.get_sblock(out_name)
-    lanes_of = lambda b: _fitting_lanes(int(sch.get(sch.get_loops(b)[3]).extent), lanes)  # noqa: E731
-    if not lanes_of(pw) or not lanes_of(dw):
+    ex = sch.get_sblock(ex_name) if ex_name is not None else None
+    pw_lanes, dw_lanes, ex_lanes = (_fitting_lanes(int(sch.get(sch.get_loops(b)[3]).extent), lanes) if b is not None else None
+                                    for b in (pw, dw, ex))
+    if not pw_lanes or not dw_lanes or ex_lanes == 0:
         return None
-    band = 1 if ex_name is None else rows_per_task(*(int(sch.get(loop).extent) for loop in sch.get_loops(pw)[:2]))
-    task = _projection(sch, pw, out, lanes_of(pw), accumulators, band)
-    _depthwise_rows(sch, dw, row, task, lanes_of(dw))
-    if ex_name is not None:
-        ex = sch.get_sblock(ex_name)
-        if not lanes_of(ex):
-            return None
-        _expand_rows(sch, ex, sch.get_sblock(ex_out_name), task, lanes_of(ex), accumulators)
+    band = 1 if ex is None else rows_per_task(*(int(sch.get(loop).extent) for loop in sch.get_loops(pw)[:2]))
+    task = _projection(sch, pw, out, pw_lanes, accumulators, band)
+    _depthwise_rows(sch, dw, row, task, dw_lanes)
+    if ex is not None:
+        _expand_rows(sch, ex, sch.get_sblock(ex_out_name), task, ex_lanes, accumulators)
     return sch
 
 
@@ -193,16 +193,10 @@ def rows_per_task(images: int, rows: int) -> int:
                if rows % d == 0 and (images * rows // d >= MIN_TASKS or d == 1))
 
 
-def _packed_weights(sch, conv, layout) -> None:
-    weight = sch.cache_read(conv, 1, "global")
-    sch.annotate(weight, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(conv, ("read", 1), layout)
-
-
 def _dense_tiles(sch, conv, out, lanes: int, accumulators: int, *, outer=()):
-    """A 1×1 conv's NHWC register tiles with the epilogue ``out`` per tile; ``outer`` loops
-    (left of the channel blocks) are returned with the tile loops."""
-    _packed_weights(sch, conv, lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
+    """A 1×1 conv's NHWC register tiles with the epilogue ``out`` per tile, under the ``outer``
+    loops (kept outermost, in their order)."""
+    pack_weights(sch, conv, lambda o, h, w, i: (o // lanes, h, w, i, o % lanes))
     sch.set_scope(conv, 0, "local")
     xx, ff, ry, rx, rc = sch.get_loops(conv)[-5:]
     tile = nhwc_tiles(CONV_NHWC, int(sch.get(xx).extent), int(sch.get(ff).extent) // lanes, accumulators)
@@ -239,7 +233,7 @@ def _expand_rows(sch, ex, ex_out, task, lanes: int, accumulators: int) -> None:
 def _depthwise_rows(sch, dw, row, task, lanes: int) -> None:
     """The depthwise conv's output rows for ``task``: register tiles over (columns, channels),
     the window unrolled, bias and clip per tile into the row buffer."""
-    _packed_weights(sch, dw, lambda o, h, w, i: (h, w, i, o))
+    pack_weights(sch, dw, lambda o, h, w, i: (h, w, i, o))
     sch.compute_at(row, task, preserve_unit_loops=True)
     sch.compute_at(dw, task, preserve_unit_loops=True)
     xx, ff, ry, rx, rc = sch.get_loops(dw)[-5:]
