@@ -40,3 +40,25 @@ def tvm_run(gm: fx.GraphModule, inputs, target: str = "cpu") -> list[np.ndarray]
                                 for i, o in enumerate(outs)]}
         runner = type(tgt).load(Path(d), manifest)
         return runner.run([t.numpy() for t in inputs])
+
+
+def compile_and_compare(model, x, tmp_dir: Path, **compile_kw):
+    """``accelc.compile(model)`` for the CPU (fuse pipeline) into ``tmp_dir / "art"``, every output
+    checked against PyTorch within the fp32 schedules' tolerance (rtol 1e-4, atol 1e-4 × the
+    largest reference value, at least 1e-4); returns the compiled model."""
+    import torch
+
+    import accelc
+
+    torch.manual_seed(0)
+    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_dir / "art", verify_each=False, quiet=True,
+                              **compile_kw)
+    outs = compiled.runner.run([x.numpy()])
+    with torch.no_grad():
+        refs = model(x)
+    refs = refs if isinstance(refs, tuple) else (refs,)
+    assert len(outs) == len(refs)
+    for out, ref in zip(outs, refs):
+        ref = ref.numpy()
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    return compiled

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import accelc
 from accelc.targets.tvm_backend import cpu_conv, layout
+from tests.helpers import compile_and_compare
 
 
 class ConvChain(nn.Module):
@@ -47,16 +47,6 @@ layer = st.tuples(st.sampled_from([8, 13, 16, 24, 32, 48, 60]), st.sampled_from(
                   st.booleans(), st.sampled_from(["relu", "relu6", "none"]), st.booleans())
 
 
-def _compile_and_compare(model, x, tmp_path, **kw):
-    torch.manual_seed(0)
-    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path / "art", verify_each=False, quiet=True, **kw)
-    out = compiled.runner.run([x.numpy()])[0]
-    with torch.no_grad():
-        ref = model(x).numpy()
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
-    return compiled
-
-
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cin=st.sampled_from([3, 8, 16]), size=st.integers(5, 17), layers=st.lists(layer, min_size=1, max_size=4),
        seed=st.integers(0, 1000))
@@ -67,7 +57,7 @@ def test_random_conv_chains_match_pytorch(cin, size, layers, seed, tmp_path_fact
     torch.manual_seed(seed)
     model = ConvChain(cin, layers).eval()
     x = torch.randn(1, cin, size, size)
-    _compile_and_compare(model, x, tmp_path_factory.mktemp("chain"))
+    compile_and_compare(model, x, tmp_path_factory.mktemp("chain"))
 
 
 def test_every_conv_is_scheduled_and_weights_packed():
@@ -112,7 +102,7 @@ def test_wide_convs_reduce_in_channel_chunks(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = ConvChain(48, [(64, 3, 1, False, "relu", False), (64, 3, 1, False, "none", True),
                            (32, 1, 1, False, "relu", False)]).eval()
-    _compile_and_compare(model, torch.randn(2, 48, 14, 14), tmp_path, target_options={"mcpu": "skylake-avx512"})
+    compile_and_compare(model, torch.randn(2, 48, 14, 14), tmp_path, target_options={"mcpu": "skylake-avx512"})
     art = tmp_path / "art"
     shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
     assert {(1, 3, 3, 3, 16, 64), (1, 4, 3, 3, 16, 64), (2, 1, 1, 64, 16)} <= shapes, shapes
@@ -131,7 +121,7 @@ def test_linear_layers_pack_weights_into_panels(batch, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 24), nn.Linear(24, 10), nn.ReLU(),
                           nn.Linear(10, 500)).eval()
-    compiled = _compile_and_compare(model, torch.randn(batch, 40), tmp_path)
+    compiled = compile_and_compare(model, torch.randn(batch, 40), tmp_path)
     art = tmp_path / "art"
     params = load_params(art, json.loads((art / "manifest.json").read_text()))
     packed = {p.shape for p in params if p.ndim == 3}
@@ -155,7 +145,7 @@ def test_odd_conv_widths_pad_within_the_limit(batch, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
                           nn.Flatten(), nn.Linear(50 * 8 * 8, 16)).eval()
-    _compile_and_compare(model, torch.randn(batch, 1, 28, 28), tmp_path)
+    compile_and_compare(model, torch.randn(batch, 1, 28, 28), tmp_path)
     art = tmp_path / "art"
     shapes = {p.shape for p in load_params(art, json.loads((art / "manifest.json").read_text()))}
     assert (4, 20, 5, 5, 16) in shapes and (20, 1, 5, 5) in shapes, shapes
@@ -210,7 +200,7 @@ def test_tuned_conv_uses_the_sketch(tmp_path):
     torch.manual_seed(0)
     model = ConvChain(16, [(32, 3, 2, False, "relu", False)]).eval()
     x = torch.randn(1, 16, 14, 14)
-    compiled = _compile_and_compare(model, x, tmp_path, tune=4, tuning_db=str(tmp_path / "db"), tune_budget=120)
+    compiled = compile_and_compare(model, x, tmp_path, tune=4, tuning_db=str(tmp_path / "db"), tune_budget=120)
     assert compiled.report["tuning"]["tasks_tuned"] >= 1
     lines = (tmp_path / "db" / "database_workload.json").read_text().splitlines()
     workloads = [base64.b64decode(json.loads(line)[1]) for line in lines]
@@ -320,7 +310,7 @@ def test_pools_run_in_parallel(channels, size, tmp_path):
     model = nn.Sequential(nn.Conv2d(16, channels, 3, padding=1), nn.MaxPool2d(3, 2, 1),
                           nn.Conv2d(channels, channels, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     x = torch.randn(2, 16, size, size) - 2.0  # mostly negative: a zero padding would show
-    _compile_and_compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
     mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
     target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
     assert layout.wants_nhwc(mod)
@@ -351,7 +341,7 @@ def test_strided_chunked_convs_pad_per_block(stride, tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = ConvChain(32, [(64, 3, stride, False, "relu", False)]).eval()
     x = torch.randn(1, 32, 15, 15)
-    _compile_and_compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
     mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
     target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
     fused = legalize_and_fuse(layout.to_nhwc(mod), target)
@@ -382,7 +372,7 @@ def test_unchunked_convs_split_rows_between_cores(cin, cout, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(cin, cout, 1), nn.ReLU()).eval()
     x = torch.randn(1, cin, 28, 28)
-    _compile_and_compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
     mod, _ = to_relax(torch.fx.symbolic_trace(model), (x,))
     target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
     fused = legalize_and_fuse(layout.to_nhwc(mod), target)

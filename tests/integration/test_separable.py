@@ -4,7 +4,6 @@ schedule, and outputs against PyTorch (real TVM builds)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -12,9 +11,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import accelc
 from accelc.targets.tvm_backend import layout, separable
 from accelc.targets.tvm_backend.importer import to_relax
+from tests.helpers import compile_and_compare
 
 
 class InvertedResidual(nn.Module):
@@ -58,17 +57,6 @@ def _dense_convs(func) -> int:
     return sum(name.startswith("conv2d_nhwc") for name in _block_names(func))
 
 
-def _compare(model, x, tmp_path):
-    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path / "art", verify_each=False, quiet=True)
-    outs = compiled.runner.run([x.numpy()])
-    with torch.no_grad():
-        refs = model(x)
-    refs = refs if isinstance(refs, tuple) else (refs,)
-    for out, ref in zip(outs, refs):
-        ref = ref.numpy()
-        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
-
-
 @pytest.mark.parametrize("stride,cout", [(1, 16), (2, 24)])
 def test_pairs_are_grouped_and_compute_what_pytorch_does(stride, cout, tmp_path):
     torch.manual_seed(0)
@@ -78,7 +66,7 @@ def test_pairs_are_grouped_and_compute_what_pytorch_does(stride, cout, tmp_path)
     pairs = [n for n, f in funcs.items() if separable.is_separable(f)]
     assert len(pairs) == 1 and _dense_convs(funcs[pairs[0]]) == 1, sorted(funcs)  # 2 rows a task: no expand
     assert not any("group_conv2d_nhwc" in names(f) for n, f in funcs.items() if n not in pairs)
-    _compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
 
 
 def test_a_depthwise_output_used_elsewhere_is_not_grouped(tmp_path):
@@ -87,7 +75,7 @@ def test_a_depthwise_output_used_elsewhere_is_not_grouped(tmp_path):
     x = torch.randn(1, 16, 14, 14)
     funcs, _ = _fused_functions(model, x)
     assert not any(separable.is_separable(f) for f in funcs.values())
-    _compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
 
 
 def test_too_few_rows_for_the_cores_are_not_grouped():
@@ -109,7 +97,7 @@ def test_tall_bands_group_the_expand_conv_too(stride, tmp_path):
     funcs, _ = _fused_functions(model, x)
     blocks = [f for f in funcs.values() if separable.is_separable(f)]
     assert len(blocks) == 1 and _dense_convs(blocks[0]) == 2, sorted(funcs)
-    _compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
 
 
 def _scheduled(model, x):
@@ -153,7 +141,7 @@ def test_the_halo_follows_the_window(window, whole, tmp_path):
     funcs, _ = _fused_functions(model, x)
     groups = [f for f in funcs.values() if separable.is_separable(f)]
     assert len(groups) == 1 and _dense_convs(groups[0]) == (2 if whole else 1)
-    _compare(model, x, tmp_path)
+    compile_and_compare(model, x, tmp_path)
 
 
 def test_rows_per_task():
@@ -167,4 +155,4 @@ def test_rows_per_task():
 def test_grouped_blocks_preserve_semantics(cin, expand, cout, stride, size, batch, tmp_path_factory):
     torch.manual_seed(0)
     model = InvertedResidual(cin, expand, cout, stride).eval()
-    _compare(model, torch.randn(batch, cin, size, size), tmp_path_factory.mktemp("sep"))
+    compile_and_compare(model, torch.randn(batch, cin, size, size), tmp_path_factory.mktemp("sep"))

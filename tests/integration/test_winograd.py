@@ -14,6 +14,7 @@ from torch import nn
 
 import accelc
 from accelc.targets.tvm_backend import winograd
+from tests.helpers import compile_and_compare
 
 
 class Block(nn.Module):
@@ -68,12 +69,7 @@ def test_builds_match_pytorch(batch, size, cin, cout, padding, seed, tmp_path_fa
     x = torch.randn(batch, cin, size, size)
     tiles = batch * ((size + 2 * padding - 2 + 1) // 2) ** 2
     assert _winograd_funcs(_rewritten(model, x)) or tiles < winograd.MIN_TILES
-    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path_factory.mktemp("w") / "art",
-                              verify_each=False, quiet=True)
-    out = compiled.runner.run([x.numpy()])[0]
-    with torch.no_grad():
-        ref = model(x).numpy()
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    compile_and_compare(model, x, tmp_path_factory.mktemp("w"))
 
 
 def test_error_is_that_of_a_direct_conv():
@@ -153,11 +149,6 @@ def test_tuned_build_keeps_winograd(tmp_path):
     torch.manual_seed(0)
     model = Block(16, 32, 1).eval()
     x = torch.randn(1, 16, 14, 14)
-    compiled = accelc.compile(model, (x,), pipeline="fuse", output=tmp_path / "art", verify_each=False, quiet=True,
-                              tune=4, tuning_db=str(tmp_path / "db"), tune_budget=60)
+    compiled = compile_and_compare(model, x, tmp_path, tune=4, tuning_db=str(tmp_path / "db"), tune_budget=60)
     tasks = [t["name"] for t in compiled.report["tuning"]["tasks"]]
     assert not any(winograd.FUNC in t for t in tasks), tasks
-    out = compiled.runner.run([x.numpy()])[0]
-    with torch.no_grad():
-        ref = model(x).numpy()
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
