@@ -343,7 +343,6 @@ def _chunked_reduction(sch, conv, out, loops, chunk: int, *, lanes: int, decompo
     return sch
 
 
-
 ROW_ACCUMULATORS = 20  # NCHW row tiles: independent FMA chains to cover the latency, no spills
 
 

@@ -7,7 +7,7 @@ trace in the database as one more candidate, so a tuned build is never slower th
 untuned one by what was measured (:mod:`.tuning`).
 
 * x86 (``llvm``): VNNI layers → :func:`.vnni.default_schedule`; Winograd convolutions →
-  :func:`.winograd.winograd_sketch`; depthwise → 1×1 conv pairs →
+  :func:`.winograd.winograd_sketch`; grouped MobileNet blocks →
   :func:`.separable.separable_sketch`; convolutions, depthwise
   convolutions and matmul → :func:`.cpu_conv.schedule_func`; NHWC pools →
   :func:`.cpu_conv.window_schedule`; GEMV and reductions → TVM's ``dlight.cpu`` rules; the

@@ -3,7 +3,8 @@
 1. (CPU) fp32 conv chains to NHWC (:mod:`.layout`), linear and conv widths that fill no vector padded
    (:mod:`.padding`), stride-1 3×3 convs as Winograd F(2×2, 3×3) (:mod:`.winograd`); fold the
    weight-only computations (the Winograd weight transform among them) into the weights (:mod:`.params`);
-   group depthwise conv → 1×1 conv pairs into one function (:mod:`.separable`);
+   group MobileNet blocks (depthwise → 1×1 conv pairs, with the expand conv before them where
+   bands of rows are tall enough) into one function each (:mod:`.separable`);
 2. legalize and fuse (TVM's zero pipeline, without its database step);
 3. with tuning options: tune the missing tasks and apply the database (:mod:`.tuning`); on
    CPU the tasks see the weights as layout-free, so a tuned schedule may ask for its own
@@ -155,9 +156,9 @@ def _schedule(prepared, target, tuning: TuningOptions | None, quiet: bool):
     if tuning is not None:
         if cpu:
             try:
-                # Winograd functions and separable pairs keep their sketch: not tuning tasks
-                # (MetaSchedule's generic rules tile the product but not the transforms around
-                # it, nor the row of one conv inside the other)
+                # Winograd functions and grouped MobileNet blocks keep their sketch: not tuning
+                # tasks (MetaSchedule's generic rules tile the product but not the transforms
+                # around it, nor place one conv's rows inside another's)
                 mod = apply_default_schedules(mod, target, only=lambda f: is_winograd(f) or is_separable(f))
                 mod = _without_vnni_layout_freedom(relax.transform.AttachAttrLayoutFreeBuffers()(mod))
             except Exception as e:  # noqa: BLE001
